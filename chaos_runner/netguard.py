@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from chaos_runner.errors import AddressRefused
 
@@ -21,6 +22,8 @@ DEFAULT_BRIDGE = "labbr0"
 class NetworkGuard:
     lab_network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
     bridge: str = DEFAULT_BRIDGE
+    # Asks the kernel which device a packet would leave through (replaceable in unit tests).
+    route_lookup: Callable[[str], str | None] = field(default=lambda a: route_device(a), compare=False)
 
     def check(self, host: str) -> str:
         """Return the address if traffic to it is allowed, else raise AddressRefused."""
@@ -39,7 +42,7 @@ class NetworkGuard:
             raise AddressRefused(
                 f"refusing traffic to {host}: not loopback and not in the lab network {self.lab_network}"
             )
-        device = route_device(host)
+        device = self.route_lookup(host)
         if device != self.bridge:
             raise AddressRefused(
                 f"refusing traffic to {host}: the kernel routes it via {device or 'nothing'}, "
