@@ -114,6 +114,11 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
     settings = LabSettings.from_env(args.state_dir, args.inventory)
+    if not _is_embedded(settings.inventory):
+        raise ConfigError(
+            f"{settings.inventory} is not an embedded-lab inventory: `lab down` only removes the "
+            "local namespace lab (cluster hosts are never torn down by this tool)"
+        )
     run_dir = _run_dir(args, "lab-down")
     run_playbook("lab_down", inventory=settings.inventory, artifacts_dir=run_dir / "ansible" / "lab_down",
                  extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
