@@ -1,0 +1,131 @@
+"""The lab itself: status, idempotence, repair of a half-up lab, and refusals of bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chaos_runner.lab import LabState
+from chaos_runner.playbooks import run_playbook
+from tests.conftest import REPO, chaoslab
+
+pytestmark = pytest.mark.integration
+
+
+def test_status_reports_every_host_healthy(lab):
+    proc = chaoslab("lab", "status")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for host in ("db1", "proxy1", "app1", "auth1"):
+        assert host in proc.stdout
+    for program in ("postgresql", "haproxy", "fraiseql", "nginx"):
+        assert program in proc.stdout
+    assert "checks ok" in proc.stderr
+
+
+def test_lab_up_twice_changes_nothing(lab, lab_settings, tmp_path):
+    result = run_playbook("lab_up", inventory=lab_settings.inventory, artifacts_dir=tmp_path,
+                          extravars={"lab_state_dir": str(lab_settings.state_dir)})
+    assert result.changed_tasks == 0, [e.task for e in result.events if e.changed]
+    site = run_playbook("site", inventory=lab_settings.inventory, artifacts_dir=tmp_path / "site",
+                        extravars={"lab_state_dir": str(lab_settings.state_dir)}, limit="proxy1,db1")
+    assert site.changed_tasks == 0, [(e.host, e.task) for e in site.events if e.changed]
+
+
+def test_a_half_up_lab_is_reported_and_repaired(lab, lab_settings):
+    host = lab.hosts["auth1"]
+    subprocess.run(["ip", "link", "del", host["veth"]], check=True)
+    sshd_pid = int(Path(host["sshd_pidfile"]).read_text().split()[0])
+    os.kill(sshd_pid, signal.SIGTERM)
+    for _ in range(50):
+        if not Path(f"/proc/{sshd_pid}").exists():
+            break
+        time.sleep(0.1)
+
+    broken = chaoslab("lab", "status")
+    assert broken.returncode == 2
+    failing = [line for line in broken.stdout.splitlines() if "FAIL" in line]
+    assert any(line.startswith("auth1") and "veth" in line for line in failing), broken.stdout
+    assert any(line.startswith("auth1") and "sshd" in line for line in failing), broken.stdout
+    assert "repairs a half-up lab" in broken.stderr
+
+    repaired = chaoslab("lab", "up", "-q", "--limit", "auth1")
+    assert repaired.returncode == 0, repaired.stderr[-3000:]
+    assert chaoslab("lab", "status").returncode == 0
+
+
+def test_an_unsupported_fraiseql_version_is_named(lab):
+    proc = chaoslab("lab", "up", "-q", "--check", "--limit", "app1", "--fraiseql-version", "1.8.0")
+    assert proc.returncode == 2
+    assert "fraiseql_version" in proc.stderr and "1.8.0" in proc.stderr, proc.stderr[-2000:]
+    assert "1.9.16" in proc.stderr and "0.5.3" in proc.stderr
+
+
+def _copy_inventory(tmp_path: Path) -> Path:
+    inv = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory" / "lab", inv)
+    return inv
+
+
+def test_a_missing_host_group_is_named(lab, tmp_path):
+    inv = _copy_inventory(tmp_path)
+    text = (inv / "hosts.yml").read_text()
+    cut = text.index("        auth:")
+    (inv / "hosts.yml").write_text(text[:cut])
+    proc = chaoslab("--inventory", str(inv), "lab", "up", "-q")
+    assert proc.returncode == 2
+    assert "no hosts in group(s) auth" in proc.stderr
+
+
+def test_a_non_lab_host_is_refused_before_any_connection(lab, tmp_path):
+    inv = _copy_inventory(tmp_path)
+    (inv / "hosts.yml").write_text((inv / "hosts.yml").read_text().replace("198.18.0.11", "10.9.8.7"))
+    proc = chaoslab("--inventory", str(inv), "lab", "up", "-q")
+    assert proc.returncode == 2
+    assert "db1 (10.9.8.7) is not on the lab network" in proc.stderr
+
+    # The playbook itself refuses too (for `ansible-playbook`/ansible-runner users), and
+    # stops before any play connects to a host.
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    direct = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "site.yml")],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert direct.returncode != 0
+    assert "refusing to act on 'db1' (10.9.8.7)" in direct.stdout
+    assert "Gathering Facts" not in direct.stdout
+
+
+def test_a_taken_port_is_named_and_nothing_changes(lab):
+    address = lab.hosts["proxy1"]["address"]
+    listener = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{lab.hosts['proxy1']['netns']}", sys.executable, "-c",
+         "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+         f"s.bind(('{address}', 6543)); s.listen(); time.sleep(120)"],
+    )
+    try:
+        time.sleep(0.5)
+        proc = chaoslab("lab", "up", "-q", "--check", "--limit", "proxy1", "-e", "proxy_port=6543")
+        assert proc.returncode == 2
+        assert f"{address}:6543 on proxy1 is already taken by another process" in proc.stderr, proc.stderr[-2000:]
+    finally:
+        listener.terminate()
+        listener.wait(timeout=10)
+    assert chaoslab("lab", "status").returncode == 0
+
+
+def test_traffic_to_a_lab_address_is_refused_when_the_bridge_route_is_missing(lab):
+    from chaos_runner.errors import AddressRefused
+    from chaos_runner.netguard import NetworkGuard
+
+    # 198.18.0.0/24 is routed to labbr0 only while the lab is up; another bridge name
+    # stands for "the route is elsewhere" without touching the real routing table.
+    with pytest.raises(AddressRefused, match="not the lab bridge"):
+        NetworkGuard(bridge="labbr-missing").check(lab.hosts["db1"]["address"])
+    assert LabState.load(lab.settings).guard.check(lab.hosts["db1"]["address"])
