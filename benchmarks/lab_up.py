@@ -19,8 +19,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def chaoslab(*args: str) -> float:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "chaos_runner.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "chaos_runner.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"chaoslab {' '.join(args)} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -29,7 +34,9 @@ def chaoslab(*args: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--skip-cold", action="store_true", help="do not purge caches (no downloads)")
+    parser.add_argument(
+        "--skip-cold", action="store_true", help="do not purge caches (no downloads)"
+    )
     args = parser.parse_args()
     results: dict[str, float] = {}
     if not args.skip_cold:

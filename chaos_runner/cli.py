@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tabulate import tabulate
@@ -39,7 +39,9 @@ def _extravars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise ConfigError(f"-e/--extra-var expects KEY=VALUE with a plain variable name, got {pair!r}")
+            raise ConfigError(
+                f"-e/--extra-var expects KEY=VALUE with a plain variable name, got {pair!r}"
+            )
         out[key] = value
     return out
 
@@ -57,11 +59,15 @@ class Progress:
         if event.event == "playbook_on_task_start" and not self.quiet:
             print(f"[{elapsed:6.1f}s] {event.task}", file=self.stream, flush=True)
         elif event.event in ("runner_on_failed", "runner_on_unreachable"):
-            print(f"[{elapsed:6.1f}s]   FAILED {event.host}: {event.message}", file=self.stream, flush=True)
+            print(
+                f"[{elapsed:6.1f}s]   FAILED {event.host}: {event.message}",
+                file=self.stream,
+                flush=True,
+            )
 
 
 def _run_dir(args: argparse.Namespace, label: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = Path(args.runs_dir) / f"{label}-{stamp}"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -70,9 +76,7 @@ def _run_dir(args: argparse.Namespace, label: str) -> Path:
 def _is_embedded(inventory_path: Path) -> bool:
     inventory = load_inventory(inventory_path)
     hosts = [h for h in inventory.hosts.values() if "controller" not in h.groups]
-    return bool(hosts) and all(
-        not h.lab_allowed and _in_lab(h.address) for h in hosts
-    )
+    return bool(hosts) and all(not h.lab_allowed and _in_lab(h.address) for h in hosts)
 
 
 def _in_lab(address: str) -> bool:
@@ -96,17 +100,38 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     progress = Progress(quiet=args.quiet)
     started = time.monotonic()
     if _is_embedded(settings.inventory):
-        print(f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})", file=sys.stderr)
-        run_playbook("lab_up", inventory=settings.inventory, artifacts_dir=run_dir / "ansible" / "lab_up",
-                     extravars=extravars, progress=progress, check=args.check)
+        print(
+            f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})",
+            file=sys.stderr,
+        )
+        run_playbook(
+            "lab_up",
+            inventory=settings.inventory,
+            artifacts_dir=run_dir / "ansible" / "lab_up",
+            extravars=extravars,
+            progress=progress,
+            check=args.check,
+        )
     else:
-        print(f"lab up: cluster inventory {settings.inventory} - no local substrate", file=sys.stderr)
+        print(
+            f"lab up: cluster inventory {settings.inventory} - no local substrate", file=sys.stderr
+        )
     substrate_s = time.monotonic() - started
-    result = run_playbook("site", inventory=settings.inventory, artifacts_dir=run_dir / "ansible" / "site",
-                          extravars=extravars, progress=progress, check=args.check, limit=args.limit)
+    result = run_playbook(
+        "site",
+        inventory=settings.inventory,
+        artifacts_dir=run_dir / "ansible" / "site",
+        extravars=extravars,
+        progress=progress,
+        check=args.check,
+        limit=args.limit,
+    )
     total_s = time.monotonic() - started
-    print(f"lab up: done in {total_s:.1f}s (substrate {substrate_s:.1f}s, "
-          f"{result.changed_tasks} changed task results); artifacts in {run_dir}", file=sys.stderr)
+    print(
+        f"lab up: done in {total_s:.1f}s (substrate {substrate_s:.1f}s, "
+        f"{result.changed_tasks} changed task results); artifacts in {run_dir}",
+        file=sys.stderr,
+    )
     if not args.check:
         return _print_status(settings)
     return EXIT_OK
@@ -120,9 +145,13 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
             "local namespace lab (cluster hosts are never torn down by this tool)"
         )
     run_dir = _run_dir(args, "lab-down")
-    run_playbook("lab_down", inventory=settings.inventory, artifacts_dir=run_dir / "ansible" / "lab_down",
-                 extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
-                 progress=Progress(quiet=args.quiet))
+    run_playbook(
+        "lab_down",
+        inventory=settings.inventory,
+        artifacts_dir=run_dir / "ansible" / "lab_down",
+        extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
+        progress=Progress(quiet=args.quiet),
+    )
     print("lab down: every lab namespace, veth, process and the bridge are gone", file=sys.stderr)
     return EXIT_OK
 
@@ -134,8 +163,11 @@ def _print_status(settings: LabSettings) -> int:
     print(tabulate(rows, headers=["host", "check", "state", "detail"], tablefmt="simple"))
     failed = [c for c in checks if not c.ok]
     if failed:
-        print(f"\nlab status: {len(failed)} check(s) failed - `chaoslab lab up` repairs a half-up lab",
-              file=sys.stderr)
+        print(
+            f"\nlab status: {len(failed)} check(s) failed"
+            " - `chaoslab lab up` repairs a half-up lab",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     print(f"\nlab status: all {len(checks)} checks ok", file=sys.stderr)
     return EXIT_OK
@@ -146,26 +178,54 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chaoslab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--state-dir", default=_env("STATE_DIR"),
-                        help="controller lab state (env CHAOSLAB_STATE_DIR, default /var/lib/chaoslab)")
-    parser.add_argument("--inventory", default=_env("INVENTORY"),
-                        help="Ansible inventory (env CHAOSLAB_INVENTORY, default inventory/lab)")
-    parser.add_argument("--runs-dir", default=_env("RUNS_DIR", str(REPO_ROOT / "runs")),
-                        help="where run artifacts go (env CHAOSLAB_RUNS_DIR, default ./runs)")
-    parser.add_argument("-v", "--verbose", action="count", default=int(_env("VERBOSE", "0") or 0),
-                        help="more logging (env CHAOSLAB_VERBOSE)")
+    parser = argparse.ArgumentParser(
+        prog="chaoslab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=_env("STATE_DIR"),
+        help="controller lab state (env CHAOSLAB_STATE_DIR, default /var/lib/chaoslab)",
+    )
+    parser.add_argument(
+        "--inventory",
+        default=_env("INVENTORY"),
+        help="Ansible inventory (env CHAOSLAB_INVENTORY, default inventory/lab)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=_env("RUNS_DIR", str(REPO_ROOT / "runs")),
+        help="where run artifacts go (env CHAOSLAB_RUNS_DIR, default ./runs)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=int(_env("VERBOSE", "0") or 0),
+        help="more logging (env CHAOSLAB_VERBOSE)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     lab = verbs.add_parser("lab", help="bring the lab up, down, or report its status")
     lab_verbs = lab.add_subparsers(dest="lab_verb", required=True)
-    up = lab_verbs.add_parser("up", help="create/repair the lab and converge the stack (idempotent)")
-    up.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE",
-                    help="Ansible extra variable (repeatable)")
-    up.add_argument("--fraiseql-version", default=_env("FRAISEQL_VERSION"),
-                    help="FraiseQL line: 1.9.16 (default) or 0.5.3 (env CHAOSLAB_FRAISEQL_VERSION)")
-    up.add_argument("--limit", default=_env("LIMIT"), help="converge only these hosts (env CHAOSLAB_LIMIT)")
+    up = lab_verbs.add_parser(
+        "up", help="create/repair the lab and converge the stack (idempotent)"
+    )
+    up.add_argument(
+        "-e",
+        "--extra-var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Ansible extra variable (repeatable)",
+    )
+    up.add_argument(
+        "--fraiseql-version",
+        default=_env("FRAISEQL_VERSION"),
+        help="FraiseQL line: 1.9.16 (default) or 0.5.3 (env CHAOSLAB_FRAISEQL_VERSION)",
+    )
+    up.add_argument(
+        "--limit", default=_env("LIMIT"), help="converge only these hosts (env CHAOSLAB_LIMIT)"
+    )
     up.add_argument("--check", action="store_true", help="Ansible check mode: change nothing")
     up.add_argument("-q", "--quiet", action="store_true", help="no per-task progress lines")
     up.set_defaults(func=cmd_lab_up)

@@ -91,5 +91,6 @@ def parse_response(status: int, text: str) -> GraphQLResponse:
             errors.append(str(body["detail"]))
     elif status >= 400:
         errors.append(text[:200] or f"HTTP {status}")
-    return GraphQLResponse(status=status, body=body if isinstance(body, dict) else None,
-                           text=text, errors=errors)
+    return GraphQLResponse(
+        status=status, body=body if isinstance(body, dict) else None, text=text, errors=errors
+    )

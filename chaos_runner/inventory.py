@@ -48,7 +48,9 @@ class Inventory:
                 f"the stack needs {', '.join(REQUIRED_GROUPS)}"
             )
 
-    def require_lab_hosts(self, network: ipaddress.IPv4Network = DEFAULT_LAB_NETWORK) -> None:
+    def require_lab_hosts(
+        self, network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
+    ) -> None:
         """Refuse hosts outside the lab network unless marked chaos_lab_allowed."""
         for host in self.hosts.values():
             if "controller" in host.groups:
@@ -90,7 +92,9 @@ def load_inventory(path: str | Path) -> Inventory:
         if node is None:
             return
         if not isinstance(node, dict):
-            raise ConfigError(f"{source}: group {group!r} must be a mapping, got {type(node).__name__}")
+            raise ConfigError(
+                f"{source}: group {group!r} must be a mapping, got {type(node).__name__}"
+            )
         unknown = set(node) - {"hosts", "children", "vars"}
         if unknown:
             raise ConfigError(f"{source}: group {group!r} has unknown key(s) {sorted(unknown)}")

@@ -81,12 +81,22 @@ class LabState:
         for app_file in sorted((settings.state_dir / "apps").glob("*.json")):
             raw = json.loads(app_file.read_text())
             apps[raw["host"]] = AppEndpoint(
-                host=raw["host"], url=raw["url"], version=raw["version"], issuer=raw["issuer"],
-                audience=raw["audience"], auth_enabled=bool(raw["auth_enabled"]),
-                pidfile=raw["pidfile"], raw=raw,
+                host=raw["host"],
+                url=raw["url"],
+                version=raw["version"],
+                issuer=raw["issuer"],
+                audience=raw["audience"],
+                auth_enabled=bool(raw["auth_enabled"]),
+                pidfile=raw["pidfile"],
+                raw=raw,
             )
-        return cls(settings=settings, bridge=data["bridge"], gateway=data["gateway"],
-                   hosts=data["hosts"], apps=apps)
+        return cls(
+            settings=settings,
+            bridge=data["bridge"],
+            gateway=data["gateway"],
+            hosts=data["hosts"],
+            apps=apps,
+        )
 
     @property
     def guard(self) -> NetworkGuard:
@@ -146,7 +156,10 @@ def supervised_programs(settings: LabSettings, host: str) -> dict[str, str]:
         return {}
     proc = subprocess.run(
         [str(DEFAULT_SUPERVISORCTL), "-c", str(conf), "status"],
-        capture_output=True, text=True, check=False, timeout=10,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
     )
     programs = {}
     for line in proc.stdout.splitlines():
@@ -161,8 +174,14 @@ def lab_checks(state: LabState) -> list[Check]:
     checks: list[Check] = []
     bridge_up = Path(f"/sys/class/net/{state.bridge}/operstate")
     up = bridge_up.exists() and bridge_up.read_text().strip() in ("up", "unknown")
-    checks.append(Check("controller", f"bridge {state.bridge}", up,
-                        f"gateway {state.gateway}" if up else "missing or down"))
+    checks.append(
+        Check(
+            "controller",
+            f"bridge {state.bridge}",
+            up,
+            f"gateway {state.gateway}" if up else "missing or down",
+        )
+    )
     for name, host in sorted(state.hosts.items()):
         inode = _netns_inode(host["netns"])
         checks.append(Check(name, "namespace", inode is not None, host["netns"]))

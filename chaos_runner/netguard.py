@@ -23,7 +23,9 @@ class NetworkGuard:
     lab_network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
     bridge: str = DEFAULT_BRIDGE
     # Asks the kernel which device a packet would leave through (replaceable in unit tests).
-    route_lookup: Callable[[str], str | None] = field(default=lambda a: route_device(a), compare=False)
+    route_lookup: Callable[[str], str | None] = field(
+        default=lambda a: route_device(a), compare=False
+    )
 
     def check(self, host: str) -> str:
         """Return the address if traffic to it is allowed, else raise AddressRefused."""
@@ -40,7 +42,8 @@ class NetworkGuard:
             return host
         if address not in self.lab_network:
             raise AddressRefused(
-                f"refusing traffic to {host}: not loopback and not in the lab network {self.lab_network}"
+                f"refusing traffic to {host}: not loopback and not in the lab network "
+                f"{self.lab_network}"
             )
         device = self.route_lookup(host)
         if device != self.bridge:

@@ -158,7 +158,11 @@ def run_playbook(
     if result.rc != 0 or result.status != "successful":
         if not failures:
             stdout = Path(result.artifacts, "stdout")
-            tail = stdout.read_text(errors="replace").strip().splitlines()[-5:] if stdout.exists() else []
+            tail = (
+                stdout.read_text(errors="replace").strip().splitlines()[-5:]
+                if stdout.exists()
+                else []
+            )
             failures.extend(tail)
         raise PlaybookFailed(name, result.rc, failures, result.artifacts)
     return result

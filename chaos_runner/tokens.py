@@ -41,8 +41,13 @@ class TokenMinter:
         kid = kid or self.active_kid()
         now = int(time.time())
         payload: dict[str, Any] = {
-            "sub": subject, "iss": self.issuer, "aud": self.audience,
-            "iat": now, "nbf": now - 5, "exp": now + ttl_s, "jti": uuid.uuid4().hex,
+            "sub": subject,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
         }
         payload.update(claims or {})
         return jwt.encode(payload, self.private_key(kid), algorithm="RS256", headers={"kid": kid})

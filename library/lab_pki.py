@@ -95,7 +95,7 @@ def _load_or_create_key(path: str, key_size: int, changed: list[str]) -> rsa.RSA
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _ensure_ca(path: str, name: str, changed: list[str]):
@@ -116,9 +116,15 @@ def _ensure_ca(path: str, name: str, changed: list[str]):
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -146,7 +152,11 @@ def _ensure_server(path, ca_key, ca_cert, server, ca_changed, changed):
     dns = sorted(server.get("dns") or [name])
     key = _load_or_create_key(os.path.join(path, f"{name}.key"), 2048, changed)
     cert_path = os.path.join(path, f"{name}.crt")
-    if os.path.exists(cert_path) and not ca_changed and os.path.join(path, f"{name}.key") not in changed:
+    if (
+        os.path.exists(cert_path)
+        and not ca_changed
+        and os.path.join(path, f"{name}.key") not in changed
+    ):
         with open(cert_path, "rb") as handle:
             cert = x509.load_pem_x509_certificate(handle.read())
         fresh = cert.not_valid_after_utc > _now() + datetime.timedelta(days=30)
@@ -175,8 +185,14 @@ def _ensure_server(path, ca_key, ca_cert, server, ca_changed, changed):
 
 def _jwk(kid: str, key) -> dict[str, str]:
     numbers = key.public_key().public_numbers()
-    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-            "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+    return {
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "kid": kid,
+        "n": _b64url_uint(numbers.n),
+        "e": _b64url_uint(numbers.e),
+    }
 
 
 def main() -> None:
@@ -210,18 +226,29 @@ def main() -> None:
     for server in module.params["servers"]:
         _ensure_server(path, ca_key, ca_cert, server, ca_changed, changed)
     keys = [
-        _jwk(kid, _load_or_create_key(os.path.join(path, "jwt", f"{kid}.key"),
-                                      module.params["key_size"], changed))
+        _jwk(
+            kid,
+            _load_or_create_key(
+                os.path.join(path, "jwt", f"{kid}.key"), module.params["key_size"], changed
+            ),
+        )
         for kid in module.params["signing_kids"]
     ]
     document = json.dumps({"keys": keys}, indent=2, sort_keys=True) + "\n"
     jwks_path = os.path.join(path, "jwks.json")
-    previous = open(jwks_path).read() if os.path.exists(jwks_path) else None
+    previous = None
+    if os.path.exists(jwks_path):
+        with open(jwks_path) as handle:
+            previous = handle.read()
     if previous != document:
         _write_public(jwks_path, document.encode())
         changed.append(jwks_path)
-    module.exit_json(changed=bool(changed), written=changed, jwks=json.loads(document),
-                     ca_cert=os.path.join(path, "ca.crt"))
+    module.exit_json(
+        changed=bool(changed),
+        written=changed,
+        jwks=json.loads(document),
+        ca_cert=os.path.join(path, "ca.crt"),
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ DEFAULT_LINE = "1.9.16"
 def chaoslab(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chaos_runner.cli", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -48,7 +52,8 @@ def lab(lab_settings: LabSettings) -> LabState:
             pytest.fail(
                 "the embedded lab could not be brought up (needs root, iproute2, openssh-server, "
                 "postgresql-15, haproxy, nginx-light - see scripts/setup.sh):\n"
-                + proc.stdout[-3000:] + proc.stderr[-3000:]
+                + proc.stdout[-3000:]
+                + proc.stderr[-3000:]
             )
     return LabState.load(lab_settings)
 
@@ -80,7 +85,9 @@ def app_state(fraiseql_line: str, lab_settings: LabSettings) -> LabState:
 @pytest.fixture()
 def minter(app_state: LabState, lab_settings: LabSettings) -> TokenMinter:
     app = app_state.app("app1")
-    return TokenMinter(pki_dir=lab_settings.state_dir / "pki", issuer=app.issuer, audience=app.audience)
+    return TokenMinter(
+        pki_dir=lab_settings.state_dir / "pki", issuer=app.issuer, audience=app.audience
+    )
 
 
 @pytest.fixture()
@@ -94,8 +101,13 @@ def db_admin(lab: LabState):
     """Superuser connection to db1 directly (not through the proxy): the ground truth."""
     address = lab.guard.check(lab.hosts["db1"]["address"])
     with psycopg.connect(
-        host=address, port=5432, dbname="fraiseql_demo", user="chaos_admin",
-        password="chaos-lab-admin", connect_timeout=5, autocommit=True,
+        host=address,
+        port=5432,
+        dbname="fraiseql_demo",
+        user="chaos_admin",
+        password="chaos-lab-admin",
+        connect_timeout=5,
+        autocommit=True,
     ) as conn:
         yield conn
 

@@ -30,11 +30,20 @@ def test_status_reports_every_host_healthy(lab):
 
 
 def test_lab_up_twice_changes_nothing(lab, lab_settings, tmp_path):
-    result = run_playbook("lab_up", inventory=lab_settings.inventory, artifacts_dir=tmp_path,
-                          extravars={"lab_state_dir": str(lab_settings.state_dir)})
+    result = run_playbook(
+        "lab_up",
+        inventory=lab_settings.inventory,
+        artifacts_dir=tmp_path,
+        extravars={"lab_state_dir": str(lab_settings.state_dir)},
+    )
     assert result.changed_tasks == 0, [e.task for e in result.events if e.changed]
-    site = run_playbook("site", inventory=lab_settings.inventory, artifacts_dir=tmp_path / "site",
-                        extravars={"lab_state_dir": str(lab_settings.state_dir)}, limit="proxy1,db1")
+    site = run_playbook(
+        "site",
+        inventory=lab_settings.inventory,
+        artifacts_dir=tmp_path / "site",
+        extravars={"lab_state_dir": str(lab_settings.state_dir)},
+        limit="proxy1,db1",
+    )
     assert site.changed_tasks == 0, [(e.host, e.task) for e in site.events if e.changed]
 
 
@@ -85,7 +94,9 @@ def test_a_missing_host_group_is_named(lab, tmp_path):
 
 def test_a_non_lab_host_is_refused_before_any_connection(lab, tmp_path):
     inv = _copy_inventory(tmp_path)
-    (inv / "hosts.yml").write_text((inv / "hosts.yml").read_text().replace("198.18.0.11", "10.9.8.7"))
+    (inv / "hosts.yml").write_text(
+        (inv / "hosts.yml").read_text().replace("198.18.0.11", "10.9.8.7")
+    )
     proc = chaoslab("--inventory", str(inv), "lab", "up", "-q")
     assert proc.returncode == 2
     assert "db1 (10.9.8.7) is not on the lab network" in proc.stderr
@@ -94,8 +105,18 @@ def test_a_non_lab_host_is_refused_before_any_connection(lab, tmp_path):
     # stops before any play connects to a host.
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     direct = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "site.yml")],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False,
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inv),
+            str(REPO / "playbooks" / "site.yml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert direct.returncode != 0
     assert "refusing to act on 'db1' (10.9.8.7)" in direct.stdout
@@ -105,15 +126,23 @@ def test_a_non_lab_host_is_refused_before_any_connection(lab, tmp_path):
 def test_a_taken_port_is_named_and_nothing_changes(lab):
     address = lab.hosts["proxy1"]["address"]
     listener = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{lab.hosts['proxy1']['netns']}", sys.executable, "-c",
-         "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
-         f"s.bind(('{address}', 6543)); s.listen(); time.sleep(120)"],
+        [
+            "nsenter",
+            f"--net=/run/netns/{lab.hosts['proxy1']['netns']}",
+            sys.executable,
+            "-c",
+            "import socket, time; s = socket.socket();"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            f"s.bind(('{address}', 6543)); s.listen(); time.sleep(120)",
+        ],
     )
     try:
         time.sleep(0.5)
         proc = chaoslab("lab", "up", "-q", "--check", "--limit", "proxy1", "-e", "proxy_port=6543")
         assert proc.returncode == 2
-        assert f"{address}:6543 on proxy1 is already taken by another process" in proc.stderr, proc.stderr[-2000:]
+        assert f"{address}:6543 on proxy1 is already taken by another process" in proc.stderr, (
+            proc.stderr[-2000:]
+        )
     finally:
         listener.terminate()
         listener.wait(timeout=10)

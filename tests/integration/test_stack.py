@@ -12,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 POSTS = "query($limit: Int!) { posts(limit: $limit) { id title tags published } }"
-NESTED = "{ post(id: \"00000000-0000-4000-9000-000000000001\") { id title author { id name email } } }"
+NESTED = (
+    '{ post(id: "00000000-0000-4000-9000-000000000001") { id title author { id name email } } }'
+)
 RECORD = """mutation($input: RecordOpInput!) { recordOp(input: $input) {
   __typename ... on RecordOpSuccess { message ledgerEntry { id opId amount client } }
   ... on RecordOpError { message } } }"""
@@ -32,18 +34,24 @@ def test_query_returns_seeded_rows(client, minter, db_admin):
 
 def test_nested_query_embeds_the_author(client, minter, fraiseql_line, request):
     if fraiseql_line == "0.5.3":
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="finding: FraiseQL 0.5.3 in production mode flattens nested objects into the "
-                   "parent and returns arrays as JSON strings",
-        ))
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="finding: FraiseQL 0.5.3 in production mode flattens nested objects "
+                "into the "
+                "parent and returns arrays as JSON strings",
+            )
+        )
     resp = client.execute(NESTED, token=minter.mint())
     assert resp.ok, resp.text
     assert resp.data["post"]["author"] == {
-        "__typename": "AuthorRef", "id": "00000000-0000-4000-8000-000000000002",
-        "name": "Grace Hopper", "email": "grace@lab.example",
+        "__typename": "AuthorRef",
+        "id": "00000000-0000-4000-8000-000000000002",
+        "name": "Grace Hopper",
+        "email": "grace@lab.example",
     } or resp.data["post"]["author"] == {
-        "id": "00000000-0000-4000-8000-000000000002", "name": "Grace Hopper",
+        "id": "00000000-0000-4000-8000-000000000002",
+        "name": "Grace Hopper",
         "email": "grace@lab.example",
     }
 
@@ -64,7 +72,9 @@ def test_mutation_writes_exactly_one_ledger_row(client, minter, db_admin):
     second = client.execute(RECORD, payload, token=minter.mint())
     assert second.data["recordOp"]["__typename"] == "RecordOpError", second.text
     assert "already recorded" in second.data["recordOp"]["message"]
-    count = db_admin.execute("SELECT count(*) FROM core.tb_ledger WHERE op_id = %s", (op_id,)).fetchone()
+    count = db_admin.execute(
+        "SELECT count(*) FROM core.tb_ledger WHERE op_id = %s", (op_id,)
+    ).fetchone()
     assert count == (1,)
 
 
@@ -73,16 +83,21 @@ def test_counter_increment_is_applied(client, minter, db_admin):
     for _ in range(3):
         resp = client.execute(INCREMENT, {"input": {"name": name, "by": 2}}, token=minter.mint())
         assert resp.ok, resp.text
-    assert resp.data["incrementCounter"]["counter"] == {"name": name, "value": 6} or \
-        resp.data["incrementCounter"]["counter"] == {"__typename": "Counter", "name": name, "value": 6}
-    assert db_admin.execute("SELECT value FROM core.tb_counter WHERE name = %s", (name,)).fetchone() == (6,)
+    assert resp.data["incrementCounter"]["counter"] == {"name": name, "value": 6} or resp.data[
+        "incrementCounter"
+    ]["counter"] == {"__typename": "Counter", "name": name, "value": 6}
+    assert db_admin.execute(
+        "SELECT value FROM core.tb_counter WHERE name = %s", (name,)
+    ).fetchone() == (6,)
 
 
 def test_the_app_reaches_postgresql_through_the_proxy(client, minter, db_admin, app_state):
     assert client.execute(POSTS, {"limit": 1}, token=minter.mint()).ok
     clients = {
-        str(r[0]) for r in db_admin.execute(
-            "SELECT client_addr FROM pg_stat_activity WHERE usename = 'fraiseql' AND client_addr IS NOT NULL"
+        str(r[0])
+        for r in db_admin.execute(
+            "SELECT client_addr FROM pg_stat_activity"
+            " WHERE usename = 'fraiseql' AND client_addr IS NOT NULL"
         ).fetchall()
     }
     assert clients == {app_state.hosts["proxy1"]["address"]}, clients
@@ -97,7 +112,13 @@ def test_requests_without_a_token_are_refused(client):
 def test_a_token_with_a_bad_signature_is_refused(client, minter):
     token = minter.mint()
     header, payload, signature = token.split(".")
-    forged = ".".join([header, payload, signature[:-6] + ("AAAAAA" if not signature.endswith("AAAAAA") else "BBBBBB")])
+    forged = ".".join(
+        [
+            header,
+            payload,
+            signature[:-6] + ("AAAAAA" if not signature.endswith("AAAAAA") else "BBBBBB"),
+        ]
+    )
     resp = client.execute(POSTS, {"limit": 1}, token=forged)
     assert resp.status == 401
     assert resp.data is None
@@ -108,16 +129,23 @@ def test_a_token_signed_by_an_unknown_key_is_refused(client, minter, tmp_path):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = stranger.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+    pem = stranger.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     now = int(time.time())
-    token = jwt.encode({"sub": "x", "iss": minter.issuer, "aud": minter.audience, "iat": now, "exp": now + 60},
-                       pem, algorithm="RS256", headers={"kid": minter.active_kid()})
+    token = jwt.encode(
+        {"sub": "x", "iss": minter.issuer, "aud": minter.audience, "iat": now, "exp": now + 60},
+        pem,
+        algorithm="RS256",
+        headers={"kid": minter.active_kid()},
+    )
     assert client.execute(POSTS, {"limit": 1}, token=token).status == 401
 
 
 def test_an_expired_token_is_refused(client, minter):
-    token = minter.mint(ttl_s=-60, claims={"nbf": int(time.time()) - 120, "iat": int(time.time()) - 120})
+    token = minter.mint(
+        ttl_s=-60, claims={"nbf": int(time.time()) - 120, "iat": int(time.time()) - 120}
+    )
     assert client.execute(POSTS, {"limit": 1}, token=token).status == 401
 
 

@@ -13,7 +13,10 @@ def test_the_lab_inventory_has_every_group_and_only_lab_hosts():
     inv.require_groups()
     inv.require_lab_hosts()
     assert {h.name: h.address for h in inv.group("lab")} == {
-        "db1": "198.18.0.11", "proxy1": "198.18.0.12", "app1": "198.18.0.13", "auth1": "198.18.0.14",
+        "db1": "198.18.0.11",
+        "proxy1": "198.18.0.12",
+        "app1": "198.18.0.13",
+        "auth1": "198.18.0.14",
     }
     assert inv.hosts["db1"].groups >= {"all", "lab", "db"}
 
@@ -31,22 +34,32 @@ def write(tmp_path, text):
 
 
 def test_a_missing_group_is_named(tmp_path):
-    inv = load_inventory(write(tmp_path, """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            """
 all:
   children:
     db: {hosts: {db1: {ansible_host: 198.18.0.11}}}
     app: {hosts: {app1: {ansible_host: 198.18.0.13}}}
-"""))
+""",
+        )
+    )
     with pytest.raises(ConfigError, match=r"no hosts in group\(s\) proxy, auth"):
         inv.require_groups()
 
 
 def test_a_host_outside_the_lab_is_refused_unless_allowed(tmp_path):
-    inv = load_inventory(write(tmp_path, """
+    inv = load_inventory(
+        write(
+            tmp_path,
+            """
 all:
   children:
     db: {hosts: {db9: {ansible_host: 10.20.30.40}}}
-"""))
+""",
+        )
+    )
     with pytest.raises(ConfigError, match=r"db9 \(10.20.30.40\) is not on the lab network"):
         inv.require_lab_hosts()
     (tmp_path / "group_vars").mkdir()

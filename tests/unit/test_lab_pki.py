@@ -21,10 +21,27 @@ REPO = Path(__file__).resolve().parents[2]
 def lab_pki(path: Path, **args) -> dict:
     module_args = json.dumps({"path": str(path), **args})
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-         "-M", str(REPO / "library"), "-m", "lab_pki", "-a", module_args, "-o",
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-M",
+            str(REPO / "library"),
+            "-m",
+            "lab_pki",
+            "-a",
+            module_args,
+            "-o",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
     )
     line = proc.stdout.strip().splitlines()[-1]
@@ -37,8 +54,11 @@ def lab_pki(path: Path, **args) -> dict:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pki")
-    result = lab_pki(path, servers=[{"name": "auth1", "ips": ["198.18.0.14"], "dns": ["auth1"]}],
-                     signing_kids=["k1", "k2"])
+    result = lab_pki(
+        path,
+        servers=[{"name": "auth1", "ips": ["198.18.0.14"], "dns": ["auth1"]}],
+        signing_kids=["k1", "k2"],
+    )
     assert result["changed"] is True, result
     return path
 
@@ -51,8 +71,11 @@ def test_private_keys_are_0600_and_public_files_readable(pki):
 
 
 def test_second_run_changes_nothing(pki):
-    result = lab_pki(pki, servers=[{"name": "auth1", "ips": ["198.18.0.14"], "dns": ["auth1"]}],
-                     signing_kids=["k1", "k2"])
+    result = lab_pki(
+        pki,
+        servers=[{"name": "auth1", "ips": ["198.18.0.14"], "dns": ["auth1"]}],
+        signing_kids=["k1", "k2"],
+    )
     assert result["changed"] is False, result
 
 
@@ -89,8 +112,13 @@ def test_minted_tokens_verify_against_the_published_jwks(pki):
     assert jwt.get_unverified_header(token)["kid"] == "k2"
     jwks = jwt.PyJWKSet.from_dict(json.loads((pki / "jwks.json").read_text()))
     key = next(k for k in jwks.keys if k.key_id == "k2")
-    claims = jwt.decode(token, key.key, algorithms=["RS256"], audience="https://aud.lab/api",
-                        issuer="https://198.18.0.14/")
+    claims = jwt.decode(
+        token,
+        key.key,
+        algorithms=["RS256"],
+        audience="https://aud.lab/api",
+        issuer="https://198.18.0.14/",
+    )
     assert claims["sub"] == "alice"
     other = next(k for k in jwks.keys if k.key_id == "k1")
     with pytest.raises(jwt.InvalidSignatureError):

@@ -21,7 +21,9 @@ def test_lab_address_allowed_only_when_routed_to_the_bridge():
         guard_routing_to(None).check("198.18.0.13")
 
 
-@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.1", "172.16.0.1", "8.8.8.8", "198.18.1.1"])
+@pytest.mark.parametrize(
+    "address", ["10.0.0.5", "192.168.1.1", "172.16.0.1", "8.8.8.8", "198.18.1.1"]
+)
 def test_addresses_outside_the_lab_are_refused_before_any_route_lookup(address):
     def no_lookup(_addr):
         raise AssertionError("route lookup must not happen for a non-lab address")

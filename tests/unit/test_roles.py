@@ -24,10 +24,31 @@ def test_role_has_argument_specs_for_every_public_default(role):
 
 
 TASK_KEYWORDS = {
-    "name", "when", "loop", "loop_control", "register", "vars", "tags", "changed_when",
-    "failed_when", "check_mode", "delegate_to", "run_once", "throttle", "until", "retries",
-    "delay", "no_log", "environment", "ignore_errors", "become", "become_user", "notify",
-    "args", "any_errors_fatal", "diff",
+    "name",
+    "when",
+    "loop",
+    "loop_control",
+    "register",
+    "vars",
+    "tags",
+    "changed_when",
+    "failed_when",
+    "check_mode",
+    "delegate_to",
+    "run_once",
+    "throttle",
+    "until",
+    "retries",
+    "delay",
+    "no_log",
+    "environment",
+    "ignore_errors",
+    "become",
+    "become_user",
+    "notify",
+    "args",
+    "any_errors_fatal",
+    "diff",
 }
 
 
@@ -52,16 +73,28 @@ def test_role_tasks_use_fully_qualified_modules(role):
 
 
 def test_role_readmes_are_current():
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "role_readmes.py"), "--check"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "role_readmes.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout
 
 
 def test_playbooks_pass_syntax_check():
     for playbook in ("lab_up", "lab_down", "site"):
         proc = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check",
-             "-i", str(REPO / "inventory" / "lab"), str(REPO / "playbooks" / f"{playbook}.yml")],
-            cwd=REPO, capture_output=True, text=True, check=False,
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "--syntax-check",
+                "-i",
+                str(REPO / "inventory" / "lab"),
+                str(REPO / "playbooks" / f"{playbook}.yml"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -15,13 +15,17 @@ def _app():
 
 
 def test_health(host):
-    assert host.check_output("curl -sf http://198.18.0.141:8000/health").startswith('{"status":"healthy"')
+    assert host.check_output("curl -sf http://198.18.0.141:8000/health").startswith(
+        '{"status":"healthy"'
+    )
 
 
 def test_the_recorded_version_runs(host):
     app = _app()
     assert app["version"] == "1.9.16" and app["python"] == "3.13"
-    out = host.check_output("/opt/chaoslab/fraiseql-1.9.16/bin/python -c 'import fraiseql; print(fraiseql.__version__)'")
+    out = host.check_output(
+        "/opt/chaoslab/fraiseql-1.9.16/bin/python -c 'import fraiseql; print(fraiseql.__version__)'"
+    )
     assert out == "1.9.16"
 
 
@@ -31,5 +35,9 @@ def test_query_with_a_lab_token_and_refusal_without():
     with GraphQLClient(app["url"], NetworkGuard()) as client:
         ok = client.execute("{ authors(limit: 5) { name } }", token=minter.mint())
         assert ok.ok, ok.text
-        assert sorted(a["name"] for a in ok.data["authors"]) == ["Ada Lovelace", "Edgar Codd", "Grace Hopper"]
+        assert sorted(a["name"] for a in ok.data["authors"]) == [
+            "Ada Lovelace",
+            "Edgar Codd",
+            "Grace Hopper",
+        ]
         assert client.execute("{ authors { name } }").status == 401

@@ -19,7 +19,9 @@ def test_postmaster_is_the_supervised_program(host):
 def test_app_role_reads_the_seeded_demo_views(host):
     assert host.check_output(f'{PSQL_APP} "SELECT count(*) FROM v_post"') == "200"
     assert host.check_output(f'{PSQL_APP} "SELECT count(*) FROM v_author"') == "3"
-    nested = host.check_output(f"""{PSQL_APP} "SELECT data->'author'->>'name' FROM v_post ORDER BY created_at LIMIT 1" """)
+    nested = host.check_output(
+        f"""{PSQL_APP} "SELECT data->'author'->>'name' FROM v_post ORDER BY created_at LIMIT 1" """
+    )
     assert nested == "Grace Hopper"
 
 
@@ -29,7 +31,10 @@ def test_both_mutation_flavours_exist(host):
         JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('app', 'app_v05')" """
     )
     assert set(out.split(",")) == {
-        "app.increment_counter", "app.record_op", "app_v05.increment_counter", "app_v05.record_op",
+        "app.increment_counter",
+        "app.record_op",
+        "app_v05.increment_counter",
+        "app_v05.record_op",
     }
 
 
@@ -38,6 +43,8 @@ def test_pg_stat_statements_is_loaded(host):
 
 
 def test_wrong_password_is_refused(host):
-    cmd = host.run("PGPASSWORD=wrong psql -X -At -h 198.18.0.111 -U fraiseql -d fraiseql_demo -c 'SELECT 1'")
+    cmd = host.run(
+        "PGPASSWORD=wrong psql -X -At -h 198.18.0.111 -U fraiseql -d fraiseql_demo -c 'SELECT 1'"
+    )
     assert cmd.rc != 0
     assert "password authentication failed" in cmd.stderr

@@ -25,13 +25,16 @@ def test_mutation_through_the_stack_lands_in_the_database(db):
     op_id = f"mol-{uuid.uuid4()}"
     with GraphQLClient(app["url"], NetworkGuard()) as client:
         resp = client.execute(
-            'mutation($i: RecordOpInput!) { recordOp(input: $i) { __typename } }',
+            "mutation($i: RecordOpInput!) { recordOp(input: $i) { __typename } }",
             {"i": {"opId": op_id, "client": "molecule", "amount": 1}},
             token=minter.mint(),
         )
     assert resp.ok and resp.data["recordOp"]["__typename"] == "RecordOpSuccess", resp.text
     psql = "runuser -u postgres -- psql -X -At -h /srv/chaoslab/mol-db/run/postgresql -d fraiseql_demo -c"
-    assert db.check_output(f"{psql} \"SELECT count(*) FROM core.tb_ledger WHERE op_id = '{op_id}'\"") == "1"
+    assert (
+        db.check_output(f"{psql} \"SELECT count(*) FROM core.tb_ledger WHERE op_id = '{op_id}'\"")
+        == "1"
+    )
     clients = db.check_output(
         f"{psql} \"SELECT DISTINCT client_addr FROM pg_stat_activity WHERE usename = 'fraiseql'\""
     )
