@@ -30,7 +30,8 @@ def test_mutation_through_the_stack_lands_in_the_database(db):
             token=minter.mint(),
         )
     assert resp.ok and resp.data["recordOp"]["__typename"] == "RecordOpSuccess", resp.text
-    psql = "runuser -u postgres -- psql -X -At -h /srv/chaoslab/mol-db/run/postgresql -d fraiseql_demo -c"
+    socket_dir = "/srv/chaoslab/mol-db/run/postgresql"
+    psql = f"runuser -u postgres -- psql -X -At -h {socket_dir} -d fraiseql_demo -c"
     assert (
         db.check_output(f"{psql} \"SELECT count(*) FROM core.tb_ledger WHERE op_id = '{op_id}'\"")
         == "1"
