@@ -28,7 +28,8 @@ def test_app_role_reads_the_seeded_demo_views(host):
 def test_both_mutation_flavours_exist(host):
     out = host.check_output(
         f"""{PSQL_APP} "SELECT string_agg(n.nspname || '.' || p.proname, ',' ORDER BY 1)
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('app', 'app_v05')" """
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname IN ('app', 'app_v05')" """
     )
     assert set(out.split(",")) == {
         "app.increment_counter",
