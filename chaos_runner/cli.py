@@ -1,4 +1,4 @@
-"""Command line: `chaoslab lab up|down|status`.
+"""Command line: `chaoslab lab up|down|status`, `chaoslab fault ...`, `chaoslab heal`.
 
 Every flag can also be set by environment (CHAOSLAB_*). Exit codes: 0 = all good,
 1 = deviations found (scenario runs), 2 = lab or usage error.
@@ -7,6 +7,7 @@ Every flag can also be set by environment (CHAOSLAB_*). Exit codes: 0 = all good
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -177,6 +178,106 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return _print_status(LabSettings.from_env(args.state_dir, args.inventory))
 
 
+def _fault_params(pairs: Sequence[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-p/--param expects NAME=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _fault_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from chaos_runner.faults import FaultClient
+
+    return FaultClient(LabState.load(LabSettings.from_env(args.state_dir, args.inventory)))
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from chaos_runner.faults import FaultSpec
+
+    with _fault_client(args) as client:
+        if args.fault_verb == "inject":
+            spec = FaultSpec(
+                host=args.host,
+                kind=args.kind,
+                params=_fault_params(args.param),
+                ttl_s=args.ttl,
+                id=args.id,
+            )
+            result = client.inject(spec)
+        elif args.fault_verb == "verify":
+            result = client.verify(args.host, args.id)
+            print(json.dumps(result, indent=2, sort_keys=True))
+            return EXIT_OK if result.get("ok") else EXIT_DEVIATIONS
+        elif args.fault_verb == "heal":
+            result = client.heal(args.host, args.id)
+        elif args.fault_verb == "list":
+            hosts = [args.host] if args.host else sorted(client.state.hosts)
+            rows = [
+                (
+                    h,
+                    r["id"],
+                    r["kind"],
+                    r["mechanism"],
+                    f"{max(0.0, r['expires_at'] - time.time()):.0f}s",
+                )
+                for h in hosts
+                for r in client.list(h)
+            ]
+            print(tabulate(rows, headers=["host", "id", "kind", "mechanism", "expires in"]))
+            return EXIT_OK
+        else:
+            hosts = [args.host] if args.host else sorted(client.state.hosts)
+            result = {h: client.capabilities(h) for h in hosts}
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_fault_kinds(args: argparse.Namespace) -> int:
+    from chaos_runner.faults import _AGENT
+
+    rows = [(kind, ", ".join(fault.params) or "-") for kind, fault in sorted(_AGENT.FAULTS.items())]
+    print(tabulate(rows, headers=["kind", "parameters"]))
+    return EXIT_OK
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from chaos_runner.faults import artifacts_left
+
+    settings = LabSettings.from_env(args.state_dir, args.inventory)
+    if args.ansible:
+        run_playbook(
+            "heal_all",
+            inventory=settings.inventory,
+            artifacts_dir=_run_dir(args, "heal") / "ansible" / "heal_all",
+            extravars={"lab_state_dir": str(settings.state_dir)},
+            progress=Progress(),
+        )
+        print("heal: every lab host is clean (checked by the playbook)", file=sys.stderr)
+        return EXIT_OK
+    with _fault_client(args) as client:
+        results = client.heal_all([args.host] if args.host else None)
+    rows, dirty = [], 0
+    for host, result in sorted(results.items()):
+        left = artifacts_left(result["remaining"])
+        dirty += bool(left)
+        rows.append(
+            (
+                host,
+                len(result["healed"]),
+                "; ".join(result["swept"]) or "-",
+                ", ".join(left) or "clean",
+            )
+        )
+    print(tabulate(rows, headers=["host", "faults healed", "swept", "left"]))
+    return EXIT_ERROR if dirty else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,6 +336,46 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_lab_down)
     status = lab_verbs.add_parser("status", help="what is up and healthy")
     status.set_defaults(func=cmd_lab_status)
+
+    fault = verbs.add_parser("fault", help="inject, verify or heal one fault (fast path)")
+    fault_verbs = fault.add_subparsers(dest="fault_verb", required=True)
+    inject = fault_verbs.add_parser(
+        "inject", help="inject a fault; the host reverts it after --ttl"
+    )
+    inject.add_argument("host", help="lab host, e.g. db1")
+    inject.add_argument("kind", help="fault kind, e.g. net.delay (see `chaoslab fault kinds`)")
+    inject.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fault parameter; VALUE is JSON when it parses (repeatable)",
+    )
+    inject.add_argument(
+        "--ttl",
+        type=float,
+        default=float(_env("FAULT_TTL", "60") or 60),
+        help="seconds until the host heals it by itself (env CHAOSLAB_FAULT_TTL)",
+    )
+    inject.add_argument("--id", help="fault id (default generated)")
+    for name in ("verify", "heal"):
+        sub = fault_verbs.add_parser(name, help=f"{name} one fault")
+        sub.add_argument("host")
+        sub.add_argument("id")
+    for name in ("list", "capabilities"):
+        sub = fault_verbs.add_parser(name, help=f"{name} of one or every lab host")
+        sub.add_argument("host", nargs="?")
+    kinds = fault_verbs.add_parser("kinds", help="every fault kind and its parameters")
+    kinds.set_defaults(func=cmd_fault_kinds)
+    fault.set_defaults(func=cmd_fault)
+
+    heal = verbs.add_parser("heal", help="heal every fault and sweep every lab fault artifact")
+    heal.add_argument("host", nargs="?", help="only this host (default every lab host)")
+    heal.add_argument(
+        "--ansible", action="store_true", help="use playbooks/heal_all.yml instead of the fast path"
+    )
+    heal.set_defaults(func=cmd_heal)
     return parser
 
 

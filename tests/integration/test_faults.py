@@ -1,0 +1,581 @@
+"""The fault library on the lab: every effect is measured from the peer's side, then healed."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import ssl
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chaos_runner.errors import ConfigError
+from chaos_runner.faults import FaultClient, FaultSpec, artifacts_left
+from tests.conftest import REPO, chaoslab
+
+pytestmark = pytest.mark.integration
+
+CONTROLLER = "198.18.0.1"
+
+
+@pytest.fixture(scope="module")
+def faults(lab):
+    with FaultClient(lab) as client:
+        yield client
+        client.heal_all()
+
+
+@pytest.fixture(autouse=True)
+def clean(faults):
+    yield
+    results = faults.heal_all()
+    left = {h: artifacts_left(r["remaining"]) for h, r in results.items()}
+    assert not any(left.values()), left
+
+
+def addr(lab, host):
+    return lab.hosts[host]["address"]
+
+
+def connect_ms(address: str, port: int, timeout: float = 3.0) -> float | None:
+    start = time.perf_counter()
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return (time.perf_counter() - start) * 1000
+    except TimeoutError:
+        return None
+
+
+def in_netns(lab, host: str, code: str, timeout: float = 30) -> str:
+    """Run Python in a lab host's network namespace: the peer's point of view."""
+    proc = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{lab.hosts[host]['netns']}", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return proc.stdout.strip()
+
+
+def icmp_delivery(address: str, count: int = 400, gap_s: float = 0.002) -> float:
+    """Fraction of ICMP echo requests answered (raw socket; the controller is root)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xFFFF
+    answered: set[int] = set()
+
+    def checksum(data: bytes) -> int:
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        total = (total >> 16) + (total & 0xFFFF)
+        return ~(total + (total >> 16)) & 0xFFFF
+
+    for seq in range(count):
+        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        payload = b"chaoslab"
+        packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
+        sock.sendto(packet, (address, 0))
+        time.sleep(gap_s)
+        while select.select([sock], [], [], 0)[0]:
+            _collect(sock, ident, answered)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if select.select([sock], [], [], 0.1)[0]:
+            _collect(sock, ident, answered)
+    sock.close()
+    return len(answered) / count
+
+
+def _collect(sock: socket.socket, ident: int, answered: set[int]) -> None:
+    data = sock.recv(1024)
+    icmp = data[(data[0] & 0x0F) * 4 :]
+    kind, _, _, rid, seq = struct.unpack("!BBHHH", icmp[:8])
+    if kind == 0 and rid == ident:
+        answered.add(seq)
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_delay_200ms_is_measured_at_the_peer(lab, faults):
+    db = addr(lab, "db1")
+    before = statistics.median(connect_ms(db, 5432) for _ in range(10))
+    fault = faults.inject(
+        FaultSpec("db1", "net.delay", {"delay_ms": 200, "peer": CONTROLLER}, ttl_s=60)
+    )
+    assert fault["mechanism"] in ("nfqueue", "netem")
+    assert faults.verify("db1", fault["id"])["ok"]
+    during = [connect_ms(db, 5432) for _ in range(10)]
+    added = statistics.median(during) - before
+    assert 180 <= added <= 220, (before, during)
+    faults.heal("db1", fault["id"])
+    assert statistics.median(connect_ms(db, 5432) for _ in range(5)) < before + 20
+
+
+def test_syn_delay_slows_only_new_connections(lab, faults):
+    db = addr(lab, "db1")
+    established = socket.create_connection((db, 5432), timeout=3)
+    faults.inject(
+        FaultSpec("db1", "net.delay", {"delay_ms": 300, "port": 5432, "syn_only": True}, ttl_s=60)
+    )
+    assert 280 <= connect_ms(db, 5432) <= 400
+    # Traffic on an existing connection is not delayed: an SSL request answers at once.
+    start = time.perf_counter()
+    established.sendall(struct.pack("!II", 8, 80877103))
+    assert established.recv(1) == b"N"
+    assert (time.perf_counter() - start) * 1000 < 100
+    established.close()
+
+
+def test_random_loss_30_percent_is_measured_within_20_to_40(lab, faults):
+    db = addr(lab, "db1")
+    assert icmp_delivery(db, count=100) > 0.99
+    faults.inject(FaultSpec("db1", "net.loss", {"probability": 0.3, "peer": CONTROLLER}, ttl_s=60))
+    loss = 1 - icmp_delivery(db)
+    assert 0.2 <= loss <= 0.4, loss
+
+
+def test_partition_times_out_and_heal_restores(lab, faults):
+    fault = faults.inject(
+        FaultSpec("db1", "net.partition", {"peer": addr(lab, "proxy1")}, ttl_s=60)
+    )
+    probe = (
+        f"import socket\ntry:\n socket.create_connection(('{addr(lab, 'db1')}', 5432), timeout=1)\n"
+        " print('connected')\nexcept TimeoutError:\n print('timeout')"
+    )
+    assert in_netns(lab, "proxy1", probe) == "timeout"
+    assert "matched packets=" in faults.verify("db1", fault["id"])["evidence"]
+    faults.heal("db1", fault["id"])
+    assert in_netns(lab, "proxy1", probe) == "connected"
+
+
+def test_one_way_partition_drops_only_one_direction(lab, faults):
+    faults.inject(
+        FaultSpec(
+            "db1", "net.partition", {"peer": addr(lab, "proxy1"), "direction": "out"}, ttl_s=60
+        )
+    )
+    probe = (
+        f"import socket\ntry:\n socket.create_connection(('{addr(lab, 'db1')}', 5432), timeout=1)\n"
+        " print('connected')\nexcept TimeoutError:\n print('timeout')"
+    )
+    # SYN arrives (in is open), SYN-ACK is dropped on the way out: the peer times out,
+    # while the controller (not partitioned) still connects.
+    assert in_netns(lab, "proxy1", probe) == "timeout"
+    assert connect_ms(addr(lab, "db1"), 5432) is not None
+
+
+def test_reset_refuses_connections_fast(lab, faults):
+    faults.inject(FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=60))
+    start = time.perf_counter()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((addr(lab, "db1"), 5432), timeout=3)
+    assert (time.perf_counter() - start) * 1000 < 50
+
+
+def test_bandwidth_limit_is_measured(lab, faults, db_admin):
+    def transfer_s() -> float:
+        start = time.perf_counter()
+        db_admin.execute("SELECT repeat('x', 2000000)").fetchone()
+        return time.perf_counter() - start
+
+    assert transfer_s() < 0.5
+    fault = faults.inject(FaultSpec("db1", "net.bandwidth", {"rate_kbit": 4000}, ttl_s=60))
+    assert fault["mechanism"] == "tc-tbf"
+    elapsed = transfer_s()
+    rate_kbit = 2_000_000 * 8 / 1000 / elapsed
+    assert 3000 <= rate_kbit <= 4400, rate_kbit
+
+
+def test_duplicate_is_skipped_with_a_reason_without_netem(lab, faults):
+    caps = faults.capabilities("db1")
+    result = faults.inject(FaultSpec("db1", "net.duplicate", {"probability": 0.02}, ttl_s=30))
+    if caps["netem"]:
+        assert result["mechanism"] == "netem"
+    else:
+        assert result["skipped"] and "sch_netem" in result["mechanism"]
+
+
+# ------------------------------------------------------------------ process
+
+
+def test_pause_stops_answers_and_heal_resumes(lab, faults):
+    url = lab.app("app1").url + "/health"
+    fault = faults.inject(FaultSpec("app1", "proc.pause", {"program": "fraiseql"}, ttl_s=60))
+    assert faults.verify("app1", fault["id"])["ok"]
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        urllib.request.urlopen(url, timeout=1)
+    faults.heal("app1", fault["id"])
+    assert urllib.request.urlopen(url, timeout=5).status == 200
+
+
+def test_kill_9_is_restarted_by_the_service_layer(lab, faults):
+    pidfile = Path(lab.app("app1").pidfile)
+    old = pidfile.read_text().strip()
+    faults.inject(FaultSpec("app1", "proc.kill", {"program": "fraiseql"}, ttl_s=30))
+    assert _wait_for_health(lab, lambda: pidfile.read_text().strip() != old)
+
+
+def _wait_for_health(lab, condition, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if (
+                condition()
+                and urllib.request.urlopen(lab.app("app1").url + "/health", timeout=1).status == 200
+            ):
+                return True
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+# ---------------------------------------------------------------- resources
+
+
+def test_cpu_quota_25_percent_is_a_quarter_core(lab, faults):
+    root = Path("/srv/chaoslab/app1/run")
+    burner = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{lab.hosts['app1']['netns']}",
+            sys.executable,
+            "-c",
+            "while True: pass",
+        ]
+    )
+    (root / "burner.pid").write_text(str(burner.pid))
+    try:
+
+        def share(seconds: float = 2.0) -> float:
+            def ticks() -> int:
+                fields = Path(f"/proc/{burner.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return int(fields[11]) + int(fields[12])
+
+            t0, start = ticks(), time.monotonic()
+            time.sleep(seconds)
+            return (ticks() - t0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - start)
+
+        assert share(1.0) > 0.8
+        fault = faults.inject(FaultSpec("app1", "res.cpu", {"program": "burner", "quota_pct": 25}))
+        assert fault["mechanism"].startswith("cgroup-")
+        assert 0.20 <= share() <= 0.30
+        faults.heal("app1", fault["id"])
+        assert share(1.0) > 0.8
+    finally:
+        burner.kill()
+        burner.wait()
+        (root / "burner.pid").unlink(missing_ok=True)
+
+
+def test_memory_cap_below_the_working_set_ooms_and_the_service_layer_restarts(lab, faults):
+    pidfile = Path(lab.app("app1").pidfile)
+    old = pidfile.read_text().strip()
+    fault = faults.inject(
+        FaultSpec("app1", "res.memory", {"program": "fraiseql", "limit_mb": 40, "restart": True})
+    )
+    deadline = time.monotonic() + 10
+    while pidfile.read_text().strip() == old and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pidfile.read_text().strip() != old, "the program was not restarted into the cgroup"
+    # The restarted FraiseQL needs more than 40 MB: the kernel OOM-kills it, the service
+    # layer restarts it, again, until heal.
+    deadline = time.monotonic() + 60
+    while (
+        "oom_kill=0" in faults.verify("app1", fault["id"])["evidence"]
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    evidence = faults.verify("app1", fault["id"])["evidence"]
+    assert "oom_kill=" in evidence and "oom_kill=0" not in evidence, evidence
+    faults.heal("app1", fault["id"])
+    assert _wait_for_health(lab, lambda: True, timeout_s=60)
+
+
+def test_pids_limit_blocks_forks(lab, faults):
+    root = Path("/srv/chaoslab/app1/run")
+    sleeper = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{lab.hosts['app1']['netns']}", "sleep", "60"]
+    )
+    (root / "sleeper.pid").write_text(str(sleeper.pid))
+    try:
+        fault = faults.inject(FaultSpec("app1", "res.pids", {"program": "sleeper", "max": 1}))
+        evidence = faults.verify("app1", fault["id"])["evidence"]
+        assert "pids.max" in evidence and "'1'" in evidence
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        (root / "sleeper.pid").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------- PostgreSQL
+
+
+def test_table_lock_blocks_queries_visibly_in_pg_locks(lab, faults, db_admin):
+    fault = faults.inject(FaultSpec("db1", "pg.lock", {"table": "core.tb_post"}, ttl_s=60))
+    done = threading.Event()
+
+    def blocked_query() -> None:
+        with psycopg.connect(
+            host=addr(lab, "db1"),
+            dbname="fraiseql_demo",
+            user="chaos_admin",
+            password="chaos-lab-admin",
+            autocommit=True,
+        ) as conn:
+            conn.execute("SELECT count(*) FROM core.tb_post").fetchone()
+        done.set()
+
+    thread = threading.Thread(target=blocked_query, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    assert not done.is_set()
+    evidence = faults.verify("db1", fault["id"])["evidence"]
+    assert "1 waiting lock request" in evidence, evidence
+    faults.heal("db1", fault["id"])
+    assert done.wait(5)
+
+
+def test_setting_is_forced_and_restored(lab, faults, db_admin):
+    fault = faults.inject(
+        FaultSpec("db1", "pg.setting", {"name": "statement_timeout", "value": "50ms"})
+    )
+    assert faults.verify("db1", fault["id"])["ok"]
+    with (
+        psycopg.connect(
+            host=addr(lab, "db1"),
+            dbname="fraiseql_demo",
+            user="chaos_admin",
+            password="chaos-lab-admin",
+            autocommit=True,
+        ) as conn,
+        pytest.raises(psycopg.errors.QueryCanceled),
+    ):
+        conn.execute("SELECT pg_sleep(1)")
+    faults.heal("db1", fault["id"])
+    assert db_admin.execute(
+        "SELECT source FROM pg_settings WHERE name = 'statement_timeout'"
+    ).fetchone() == ("default",)
+
+
+def test_revoke_then_grant(lab, faults, db_admin):
+    fault = faults.inject(FaultSpec("db1", "pg.revoke", {"object": "public.v_post"}))
+    assert faults.verify("db1", fault["id"])["ok"]
+    faults.heal("db1", fault["id"])
+    assert db_admin.execute(
+        "SELECT has_table_privilege('fraiseql', 'public.v_post', 'SELECT')"
+    ).fetchone() == (True,)
+
+
+def test_drop_index_then_rebuild(lab, faults, db_admin):
+    fault = faults.inject(FaultSpec("db1", "pg.drop_index", {"index": "core.tb_post_author_idx"}))
+    assert db_admin.execute("SELECT to_regclass('core.tb_post_author_idx')").fetchone() == (None,)
+    faults.heal("db1", fault["id"])
+    assert db_admin.execute("SELECT to_regclass('core.tb_post_author_idx')::text").fetchone() == (
+        "core.tb_post_author_idx",
+    )
+
+
+def test_fill_connections_refuses_new_sessions(lab, faults):
+    faults.inject(FaultSpec("db1", "pg.fill_connections", {}, ttl_s=60))
+    with pytest.raises(
+        psycopg.OperationalError, match=r"too many clients|remaining connection slots"
+    ):
+        psycopg.connect(
+            host=addr(lab, "db1"),
+            dbname="fraiseql_demo",
+            user="fraiseql",
+            password="fraiseql-lab",
+            connect_timeout=3,
+        )
+
+
+def test_terminate_backends_repeatedly(lab, faults):
+    conn = psycopg.connect(
+        host=addr(lab, "db1"),
+        dbname="fraiseql_demo",
+        user="fraiseql",
+        password="fraiseql-lab",
+        autocommit=True,
+    )
+    fault = faults.inject(FaultSpec("db1", "pg.terminate", {"interval_ms": 200}, ttl_s=30))
+    assert faults.verify("db1", fault["id"])["ok"]
+    time.sleep(0.5)
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+
+
+def test_crash_postmaster_recovers_by_itself(lab, faults, db_admin):
+    pid = Path("/srv/chaoslab/db1/data/postgresql/postmaster.pid").read_text().split()[0]
+    fault = faults.inject(FaultSpec("db1", "pg.crash", {}, ttl_s=30))
+    assert faults.verify("db1", fault["id"])["ok"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(
+                host=addr(lab, "db1"),
+                dbname="fraiseql_demo",
+                user="chaos_admin",
+                password="chaos-lab-admin",
+                connect_timeout=1,
+            ) as conn:
+                conn.execute("SELECT 1")
+                break
+        except psycopg.OperationalError:
+            time.sleep(0.3)
+    new = Path("/srv/chaoslab/db1/data/postgresql/postmaster.pid").read_text().split()[0]
+    assert new != pid
+    log = Path("/srv/chaoslab/db1/log/postgresql.log").read_text()
+    assert "database system was interrupted" in log or "was not properly shut down" in log
+
+
+# --------------------------------------------------------------------- JWKS
+
+
+def test_jwks_500_then_healed(lab, faults):
+    url = f"https://{addr(lab, 'auth1')}/.well-known/jwks.json"
+    ctx = ssl.create_default_context(cafile=str(lab.settings.state_dir / "pki" / "ca.crt"))
+    faults.inject(FaultSpec("auth1", "jwks.response", {"status": 500}, ttl_s=60))
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, context=ctx, timeout=3)
+    assert err.value.code == 500
+    faults.heal_all(["auth1"])
+    assert urllib.request.urlopen(url, context=ctx, timeout=3).status == 200
+
+
+# ------------------------------------------------------ idempotence, expiry
+
+
+def test_inject_twice_is_once_and_heal_twice_is_fine(lab, faults):
+    spec = FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=60, id="twice")
+    first = faults.inject(spec)
+    again = faults.inject(spec)
+    assert again.get("already") is True
+    assert len(faults.artifacts("db1")["iptables_rules"]) == 1
+    assert faults.heal("db1", first["id"])["healed"] is True
+    assert faults.heal("db1", first["id"])["healed"] is False
+    assert faults.verify("db1", first["id"])["ok"] is False
+
+
+def test_verify_fails_when_the_fault_is_gone(lab, faults):
+    fault = faults.inject(FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=60))
+    # Someone removes the rule behind the agent's back: verify must say so.
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{lab.hosts['db1']['netns']}", "iptables", "-F", "CHAOS-IN"],
+        check=True,
+    )
+    assert faults.verify("db1", fault["id"])["ok"] is False
+
+
+def test_a_killed_controller_leaves_nothing_after_the_ttl(lab):
+    code = (
+        "import time\n"
+        "from chaos_runner.lab import LabSettings, LabState\n"
+        "from chaos_runner.faults import FaultClient, FaultSpec\n"
+        "c = FaultClient(LabState.load(LabSettings.from_env()))\n"
+        "c.inject(FaultSpec('db1', 'net.reset', {'port': 5432}, ttl_s=2, id='orphan'))\n"
+        "print('injected', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    controller = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert controller.stdout.readline().strip() == "injected"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((addr(lab, "db1"), 5432), timeout=2)
+    controller.send_signal(signal.SIGKILL)
+    controller.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((addr(lab, "db1"), 5432), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the fault outlived ttl + grace after the controller was killed")
+    with FaultClient(lab) as fresh:
+        assert fresh.list("db1") == []
+
+
+def test_heal_all_after_a_killed_run_leaves_zero_artifacts(lab):
+    code = (
+        "import time\n"
+        "from chaos_runner.lab import LabSettings, LabState\n"
+        "from chaos_runner.faults import FaultClient, FaultSpec\n"
+        "c = FaultClient(LabState.load(LabSettings.from_env()))\n"
+        "c.inject(FaultSpec('db1', 'net.partition', {'peer': '198.18.0.12'}, ttl_s=600))\n"
+        "c.inject(FaultSpec('db1', 'net.delay', {'delay_ms': 50, 'peer': '198.18.0.1'}, 600))\n"
+        "c.inject(FaultSpec('db1', 'net.bandwidth', {'rate_kbit': 1000}, ttl_s=600))\n"
+        "c.inject(FaultSpec('db1', 'pg.setting', {'name': 'work_mem', 'value': '64kB'}, 600))\n"
+        "c.inject(FaultSpec('db1', 'pg.lock', {'table': 'core.tb_counter'}, ttl_s=600))\n"
+        "c.inject(FaultSpec('auth1', 'jwks.response', {'status': 500}, ttl_s=600))\n"
+        "c.inject(FaultSpec('auth1', 'proc.pause', {'program': 'nginx'}, ttl_s=600))\n"
+        "c.inject(FaultSpec('proxy1', 'res.cpu', {'program': 'haproxy', 'quota_pct': 10}, 600))\n"
+        "print('injected', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    controller = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert controller.stdout.readline().strip() == "injected"
+    controller.send_signal(signal.SIGKILL)
+    controller.wait()
+    proc = chaoslab("heal")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("clean") == len(lab.hosts), proc.stdout
+    with FaultClient(lab) as fresh:
+        for host in lab.hosts:
+            assert artifacts_left(fresh.artifacts(host)) == [], host
+    assert chaoslab("lab", "status").returncode == 0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["db1", "net.teleport"], "unknown fault 'net.teleport'"),
+        (["db9", "net.reset", "-p", "port=5432"], "unknown lab host 'db9'"),
+        (["db1", "net.reset", "-p", "port=5432", "--ttl", "-5"], "ttl_s: -5.0 is outside"),
+        (["db1", "net.reset", "-p", "port=5432", "--ttl", "999999"], "ttl_s: 999999.0 is outside"),
+        (
+            ["db1", "net.loss", "-p", "probability=1.5"],
+            "params.probability: 1.5 is outside 0.0..1.0",
+        ),
+        (["db1", "net.loss", "-p", "probability=0.1", "-p", "peer=8.8.8.8.8"], "params.peer"),
+        (["db1", "net.reset", "-p", "port=70000"], "params.port: 70000 is outside"),
+        (["db1", "net.delay", "-p", "delay_ms=-1"], "params.delay_ms: -1 is outside"),
+        (
+            ["db1", "net.reset", "-p", "port=5432", "-p", "colour=red"],
+            "unknown parameter(s) ['colour']",
+        ),
+        (["app1", "res.cpu", "-p", "program=fraiseql"], "params.quota_pct: required"),
+        (["app1", "proc.kill", "-p", "program=Robert'); DROP"], "is not a program name"),
+    ],
+)
+def test_bad_fault_input_is_named_and_nothing_is_injected(lab, faults, args, message):
+    proc = chaoslab("fault", "inject", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr, proc.stderr
+    for host in lab.hosts:
+        assert faults.list(host) == []
+
+
+def test_a_fault_for_a_non_lab_host_is_refused(lab, tmp_path):
+    from chaos_runner.faults import validate
+
+    with pytest.raises(ConfigError, match=r"unknown lab host '10\.0\.0\.5'"):
+        validate(FaultSpec("10.0.0.5", "net.reset", {"port": 1}), lab)
