@@ -6,7 +6,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PATHS = ["chaos_runner", "tests", "scripts", "benchmarks", "library", "molecule", "roles/faults/files"]
+PATHS = [
+    "chaos_runner",
+    "tests",
+    "scripts",
+    "benchmarks",
+    "library",
+    "molecule",
+    "roles/faults/files",
+]
 
 
 def test_ruff():

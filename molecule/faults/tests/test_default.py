@@ -2,7 +2,10 @@
 
 import json
 
-CLI = "/usr/bin/python3 /opt/chaoslab/faults/chaosfault.py --config /srv/chaoslab/mol-flt/faults/agent.json"
+CLI = (
+    "/usr/bin/python3 /opt/chaoslab/faults/chaosfault.py"
+    " --config /srv/chaoslab/mol-flt/faults/agent.json"
+)
 
 
 def agent(host, *args):
@@ -32,8 +35,9 @@ def test_inject_verify_heal_roundtrip(host):
 
 
 def test_postgresql_setting_fault_and_heal_all(host):
-    spec = json.dumps({"kind": "pg.setting", "ttl_s": 30,
-                       "params": {"name": "work_mem", "value": "64kB"}})
+    spec = json.dumps(
+        {"kind": "pg.setting", "ttl_s": 30, "params": {"name": "work_mem", "value": "64kB"}}
+    )
     rc, _ = agent(host, "inject", f"'{spec}'")
     assert rc == 0
     rc, answer = agent(host, "heal", "--all")
