@@ -213,6 +213,15 @@ class FaultClient:
         return result
 
 
+def rotated_jwks(pki_dir: Path, new_kid: str, keep: list[str] | None = None) -> dict[str, Any]:
+    """Create signing key `new_kid` on the controller (0600, like every lab key) and return
+    the public JWKS document publishing it after the kids in `keep`."""
+    from chaos_runner.pki import jwk_for, load_or_create_signing_key
+
+    kids = [*(keep or []), new_kid]
+    return {"keys": [jwk_for(kid, load_or_create_signing_key(pki_dir, kid)) for kid in kids]}
+
+
 def artifacts_left(artifacts: dict[str, Any]) -> list[str]:
     """Names of the artifact kinds still present in an `artifacts` answer."""
     left = []

@@ -579,3 +579,119 @@ def test_a_fault_for_a_non_lab_host_is_refused(lab, tmp_path):
 
     with pytest.raises(ConfigError, match=r"unknown lab host '10\.0\.0\.5'"):
         validate(FaultSpec("10.0.0.5", "net.reset", {"port": 1}), lab)
+
+
+# ------------------------------------------------------ the Ansible path
+
+
+def _fault_playbook(lab_settings, tmp_path, name, **extravars):
+    from chaos_runner.playbooks import run_playbook
+
+    return run_playbook(
+        "fault",
+        inventory=lab_settings.inventory,
+        artifacts_dir=tmp_path / name,
+        limit="db1",
+        extravars={"lab_state_dir": str(lab_settings.state_dir), **extravars},
+    )
+
+
+def test_ansible_entry_points_inject_verify_heal(lab, lab_settings, tmp_path):
+    from chaos_runner.errors import PlaybookFailed
+
+    _fault_playbook(
+        lab_settings,
+        tmp_path,
+        "inject",
+        fault_action="inject",
+        fault_kind="net.reset",
+        fault_params={"port": 5432},
+        fault_ttl_s=30,
+        fault_id="via-ansible",
+    )
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((addr(lab, "db1"), 5432), timeout=2)
+    _fault_playbook(lab_settings, tmp_path, "verify", fault_action="verify", fault_id="via-ansible")
+    _fault_playbook(lab_settings, tmp_path, "heal", fault_action="heal", fault_id="via-ansible")
+    socket.create_connection((addr(lab, "db1"), 5432), timeout=2).close()
+    with pytest.raises(PlaybookFailed):
+        _fault_playbook(
+            lab_settings, tmp_path, "verify2", fault_action="verify", fault_id="via-ansible"
+        )
+
+
+def test_ansible_entry_point_rejects_an_unknown_kind(lab, lab_settings, tmp_path):
+    from chaos_runner.errors import PlaybookFailed
+
+    with pytest.raises(PlaybookFailed) as err:
+        _fault_playbook(lab_settings, tmp_path, "bad", fault_action="inject", fault_kind="net.warp")
+    assert "fault_kind" in str(err.value) and "net.partition" in str(err.value)
+
+
+def test_heal_all_playbook_checks_every_host(lab, faults):
+    faults.inject(FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=60))
+    proc = chaoslab("heal", "--ansible")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for host in lab.hosts:
+        assert artifacts_left(faults.artifacts(host)) == []
+
+
+def test_jwks_rotation_publishes_only_the_new_key_and_heal_restores(lab, faults):
+    from chaos_runner.faults import rotated_jwks
+    from chaos_runner.graphql import GraphQLClient
+    from chaos_runner.tokens import TokenMinter
+
+    pki = lab.settings.state_dir / "pki"
+    url = f"https://{addr(lab, 'auth1')}/.well-known/jwks.json"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    import json as _json
+
+    before = _json.load(urllib.request.urlopen(url, context=ctx, timeout=3))
+    document = rotated_jwks(pki, "lab-key-rotated")
+    fault = faults.inject(FaultSpec("auth1", "jwks.publish", {"document": document}, ttl_s=60))
+    served = _json.load(urllib.request.urlopen(url, context=ctx, timeout=3))
+    assert [k["kid"] for k in served["keys"]] == ["lab-key-rotated"]
+    assert all("d" not in k for k in served["keys"])
+    assert faults.verify("auth1", fault["id"])["ok"]
+    # A token signed with the new key is accepted: the app fetches the JWKS on an unknown kid.
+    app = lab.app("app1")
+    minter = TokenMinter(pki_dir=pki, issuer=app.issuer, audience=app.audience)
+    with GraphQLClient(app.url, lab.guard) as client:
+        resp = client.execute(
+            "{ authors(limit: 1) { name } }", token=minter.mint(kid="lab-key-rotated")
+        )
+    assert resp.ok, resp.text
+    faults.heal("auth1", fault["id"])
+    assert _json.load(urllib.request.urlopen(url, context=ctx, timeout=3)) == before
+
+
+def test_jwks_slow_answers_after_the_injected_delay(lab, faults):
+    url = f"https://{addr(lab, 'auth1')}/healthz"
+    ctx = ssl.create_default_context(cafile=str(lab.settings.state_dir / "pki" / "ca.crt"))
+    faults.inject(FaultSpec("auth1", "net.delay", {"delay_ms": 1000, "port": 443}, ttl_s=60))
+    start = time.perf_counter()
+    assert urllib.request.urlopen(url, context=ctx, timeout=15).status == 200
+    # Every packet to port 443 waits 1 s: handshake and request take several round trips.
+    assert time.perf_counter() - start >= 2.0
+
+
+def test_jwks_invalid_json(lab, faults):
+    url = f"https://{addr(lab, 'auth1')}/.well-known/jwks.json"
+    ctx = ssl.create_default_context(cafile=str(lab.settings.state_dir / "pki" / "ca.crt"))
+    faults.inject(FaultSpec("auth1", "jwks.response", {"status": 200, "body": "this is not json"}))
+    body = urllib.request.urlopen(url, context=ctx, timeout=3).read().decode()
+    assert body == "this is not json"
+
+
+def test_stop_then_start_and_restart_through_the_service_layer(lab, faults):
+    url = f"https://{addr(lab, 'auth1')}/healthz"
+    ctx = ssl.create_default_context(cafile=str(lab.settings.state_dir / "pki" / "ca.crt"))
+    stop = faults.inject(FaultSpec("auth1", "proc.stop", {"program": "nginx"}, ttl_s=60))
+    assert faults.verify("auth1", stop["id"])["ok"]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, context=ctx, timeout=2)
+    faults.heal("auth1", stop["id"])
+    assert urllib.request.urlopen(url, context=ctx, timeout=5).status == 200
+    restart = faults.inject(FaultSpec("auth1", "proc.restart", {"program": "nginx"}, ttl_s=30))
+    assert faults.verify("auth1", restart["id"])["ok"]
+    assert urllib.request.urlopen(url, context=ctx, timeout=5).status == 200

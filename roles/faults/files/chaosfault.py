@@ -886,6 +886,28 @@ class Stop(ProgramFault):
         agent.supervisorctl("start", record["params"]["program"])
 
 
+class Restart(ProgramFault):
+    """Restart through the service layer (one-shot); heal makes sure it runs."""
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "service-layer"
+
+    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+        program = record["params"]["program"]
+        record["artifacts"]["old_pid"] = agent.program_pid(program)
+        proc = agent.supervisorctl("restart", program)
+        if proc.returncode != 0:
+            raise FaultFailed(f"restart {program}: {proc.stdout.strip()} {proc.stderr.strip()}")
+
+    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        new = agent.program_pid(record["params"]["program"])
+        old = record["artifacts"]["old_pid"]
+        return new != old, f"pid {old} -> {new}"
+
+    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        agent.supervisorctl("start", record["params"]["program"])
+
+
 # ---------------------------------------------------------------- cgroups
 
 
@@ -1458,6 +1480,54 @@ class JwksResponse(Fault):
         time.sleep(0.3)  # nginx re-reads its configuration and replaces the worker
 
 
+class JwksPublish(Fault):
+    """Publishes another JWKS document (key rotation): the controller makes the new key
+    and sends only the public document; heal puts the previous document back."""
+
+    params = ("document",)
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        doc = params.get("document")
+        keys = doc.get("keys") if isinstance(doc, dict) else None
+        if not isinstance(keys, list) or not all(isinstance(k, dict) and "kid" in k for k in keys):
+            raise FaultInputError(
+                "params.document: expected a JWKS object {'keys': [{'kid': ...}, ...]}"
+            )
+        if any("d" in k or "p" in k for k in keys):
+            raise FaultInputError("params.document: contains private key material - refused")
+        return {"document": doc}
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "jwks-document"
+
+    def _path(self, agent: Agent) -> Path:
+        if not agent.config.get("nginx"):
+            raise FaultInputError(f"{agent.host} serves no JWKS: JWKS faults target an auth host")
+        return agent.root / "data" / "jwks" / ".well-known" / "jwks.json"
+
+    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+        path = self._path(agent)
+        record["artifacts"]["previous"] = path.read_text()
+        agent._save(record)  # the previous document must survive anything before heal
+        tmp = path.with_suffix(".chaoslab-tmp")
+        tmp.write_text(json.dumps(record["params"]["document"], indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        served = json.loads(self._path(agent).read_text())
+        kids = [k["kid"] for k in served.get("keys", [])]
+        want = [k["kid"] for k in record["params"]["document"]["keys"]]
+        return kids == want, f"published kids {kids}"
+
+    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        previous = record["artifacts"].get("previous")
+        if previous is not None:
+            path = self._path(agent)
+            tmp = path.with_suffix(".chaoslab-tmp")
+            tmp.write_text(previous)
+            os.replace(tmp, path)
+
+
 FAULTS: dict[str, Fault] = {
     "net.partition": Partition(),
     "net.reset": Reset(),
@@ -1470,6 +1540,7 @@ FAULTS: dict[str, Fault] = {
     "proc.kill": Kill(),
     "proc.pause": Pause(),
     "proc.stop": Stop(),
+    "proc.restart": Restart(),
     "res.memory": Memory(),
     "res.cpu": Cpu(),
     "res.pids": Pids(),
@@ -1481,6 +1552,7 @@ FAULTS: dict[str, Fault] = {
     "pg.drop_index": PgDropIndex(),
     "pg.crash": PgCrash(),
     "jwks.response": JwksResponse(),
+    "jwks.publish": JwksPublish(),
 }
 
 
