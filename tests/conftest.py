@@ -96,9 +96,10 @@ def client(app_state: LabState):
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def db_admin(lab: LabState):
-    """Superuser connection to db1 directly (not through the proxy): the ground truth."""
+    """Superuser connection to db1 directly (not through the proxy): the ground truth.
+    Per test: fault tests legitimately kill connections (crash, terminate)."""
     address = lab.guard.check(lab.hosts["db1"]["address"])
     with psycopg.connect(
         host=address,

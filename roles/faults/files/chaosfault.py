@@ -139,24 +139,28 @@ class Agent:
         self._save(record)
         return {"id": fault_id, **_summary(record)}
 
-    def _arm_watchdog(self, fault_id: str, deadline: float) -> int:
+    def spawn(self, *args: str, python: str | None = None, stderr: Any = subprocess.DEVNULL) -> int:
+        """Start this agent in the background as a helper (watchdog, NFQUEUE worker, loop):
+        its own session, so it outlives the request that started it; found again by its
+        command line (`_is_our_process`), never by name."""
         proc = subprocess.Popen(
             [
-                sys.executable,
+                python or sys.executable,
                 str(Path(__file__).resolve()),
                 "--config",
                 str(self.config_path),
-                "watchdog",
-                fault_id,
-                repr(deadline),
+                *args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,
             close_fds=True,
         )
         return proc.pid
+
+    def _arm_watchdog(self, fault_id: str, deadline: float) -> int:
+        return self.spawn("watchdog", fault_id, repr(deadline))
 
     def watchdog(self, fault_id: str, deadline: float) -> None:
         while True:
@@ -417,6 +421,16 @@ def process_tree(root: int) -> list[int]:
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def wait_dead(pid: int, timeout_s: float = 3.0) -> bool:
+    """True once `pid` has exited (gone or zombie); a SIGKILL takes a moment to land."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process_state(pid) in ("gone", "Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def process_state(pid: int) -> str:
@@ -697,28 +711,20 @@ class QueueFault(Fault):
             )
         log_path = agent.root / "faults" / f"nfqueue-{record['id']}.log"
         with open(log_path, "w") as worker_log:
-            worker = subprocess.Popen(
-                [
-                    python,
-                    str(Path(__file__).resolve()),
-                    "--config",
-                    str(agent.config_path),
-                    "nfqueue",
-                    record["id"],
-                    str(queue),
-                    self.op,
-                    json.dumps(p),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+            worker_pid = agent.spawn(
+                "nfqueue",
+                record["id"],
+                str(queue),
+                self.op,
+                json.dumps(p),
+                python=python,
                 stderr=worker_log,
-                start_new_session=True,
             )
-        record["artifacts"]["worker_pid"] = worker.pid
+        record["artifacts"]["worker_pid"] = worker_pid
         record["artifacts"]["queue"] = queue
         ready = agent.root / "faults" / f"nfqueue-{record['id']}.ready"
         for _ in range(100):
-            if ready.exists() or worker.poll() is not None:
+            if ready.exists() or not Path(f"/proc/{worker_pid}").exists():
                 break
             time.sleep(0.02)
         if not ready.exists():
@@ -840,7 +846,7 @@ class Kill(ProgramFault):
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
         old = record["artifacts"]["killed_pid"]
-        gone = not Path(f"/proc/{old}").exists() or process_state(old) == "Z"
+        gone = wait_dead(old)
         return gone, f"pid {old} {'gone' if gone else 'still running'}"
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
@@ -1140,23 +1146,8 @@ class PgTerminate(Fault):
         p = record["params"]
         record["artifacts"]["terminated_first"] = int(agent.psql(self._sql(p)) or 0)
         if "interval_ms" in p:
-            loop = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--config",
-                    str(agent.config_path),
-                    "repeat",
-                    record["id"],
-                    str(p["interval_ms"]),
-                    self._sql(p),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            record["artifacts"]["loop_pid"] = loop.pid
+            loop_pid = agent.spawn("repeat", record["id"], str(p["interval_ms"]), self._sql(p))
+            record["artifacts"]["loop_pid"] = loop_pid
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
         pid = record["artifacts"].get("loop_pid")
@@ -1240,23 +1231,10 @@ class PgFillConnections(Fault):
         return "postgresql"
 
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
-        keeper = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--config",
-                str(agent.config_path),
-                "fill",
-                record["id"],
-                str(record["params"]["leave"]),
-                str(record["ttl_s"] + GRACE_S),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        keeper_pid = agent.spawn(
+            "fill", record["id"], str(record["params"]["leave"]), str(record["ttl_s"] + GRACE_S)
         )
-        record["artifacts"]["keeper_pid"] = keeper.pid
+        record["artifacts"]["keeper_pid"] = keeper_pid
         agent._save(record)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -1422,7 +1400,7 @@ class PgCrash(Fault):
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
         old = record["artifacts"]["postmaster"]
-        gone = not Path(f"/proc/{old}").exists() or process_state(old) == "Z"
+        gone = wait_dead(old)
         return gone, f"postmaster {old} {'killed' if gone else 'alive'}"
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:

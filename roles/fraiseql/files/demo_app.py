@@ -1,8 +1,12 @@
-"""FraiseQL 1.x demo app for the chaos lab (Rust pipeline).
+"""FraiseQL demo app for the chaos lab - one file for both supported lines.
 
 Views with JSONB data (v_author, v_post with a nested author, v_ledger, v_counter) and
-two PL/pgSQL mutations in schema `app` returning app.mutation_response. Every setting
-comes from the environment the service layer passes (see the fraiseql role).
+two PL/pgSQL mutations. The lines differ only in the mutation API:
+  1.9.x: functions in schema `app` return app.mutation_response (8 columns); failures are
+         @fraiseql.error types with an integer `code`;
+  0.5.x: functions in schema `app_v05` return app_v05.mutation_result (6 columns); failures
+         are @fraiseql.failure types, which carry the status string.
+Every setting comes from the environment the service layer passes (see the fraiseql role).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import fraiseql
 from fraiseql.fastapi import FraiseQLConfig, create_fraiseql_app
 
 ENV = os.environ
+LINE_1X = int(fraiseql.__version__.split(".")[0]) >= 1
+MUTATION_SCHEMA = "app" if LINE_1X else "app_v05"
+failure_type = fraiseql.error if LINE_1X else fraiseql.failure
 
 
 @fraiseql.type(sql_source="v_author")
@@ -102,13 +109,16 @@ class RecordOpSuccess:
     ledger_entry: LedgerEntry
 
 
-@fraiseql.error
+@failure_type
 class RecordOpError:
     message: str
-    code: int
+    if LINE_1X:
+        code: int
+    else:
+        status: str
 
 
-@fraiseql.mutation(function="record_op", schema="app")
+@fraiseql.mutation(function="record_op", schema=MUTATION_SCHEMA)
 class RecordOp:
     input: RecordOpInput
     success: RecordOpSuccess
@@ -127,13 +137,16 @@ class IncrementCounterSuccess:
     counter: Counter
 
 
-@fraiseql.error
+@failure_type
 class IncrementCounterError:
     message: str
-    code: int
+    if LINE_1X:
+        code: int
+    else:
+        status: str
 
 
-@fraiseql.mutation(function="increment_counter", schema="app")
+@fraiseql.mutation(function="increment_counter", schema=MUTATION_SCHEMA)
 class IncrementCounter:
     input: IncrementCounterInput
     success: IncrementCounterSuccess
