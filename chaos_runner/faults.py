@@ -236,4 +236,6 @@ def artifacts_left(artifacts: dict[str, Any]) -> list[str]:
         left.append(f"pg_sessions={artifacts['pg_sessions']}")
     if artifacts.get("jwks_override"):
         left.append("jwks_override")
+    if artifacts.get("redis_config"):
+        left.append(f"redis_config={artifacts['redis_config']}")
     return left

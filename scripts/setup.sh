@@ -13,7 +13,7 @@ fi
 PACKAGES=(
   iproute2 util-linux procps iptables curl ca-certificates
   openssh-server openssh-client
-  postgresql-15 postgresql-client-15 haproxy nginx-light
+  postgresql-15 postgresql-client-15 haproxy nginx-light redis-server redis-tools
   python3 python3-venv python3-apt
   libnetfilter-queue-dev
 )

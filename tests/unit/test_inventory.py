@@ -17,6 +17,7 @@ def test_the_lab_inventory_has_every_group_and_only_lab_hosts():
         "proxy1": "198.18.0.12",
         "app1": "198.18.0.13",
         "auth1": "198.18.0.14",
+        "cache1": "198.18.0.15",
     }
     assert inv.hosts["db1"].groups >= {"all", "lab", "db"}
 

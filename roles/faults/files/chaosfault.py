@@ -21,7 +21,6 @@ Commands (argv form, or JSON lines on stdin with `serve` for the controller's fa
 from __future__ import annotations
 
 import contextlib
-import heapq  # noqa: F401  (used by the NFQUEUE worker when run as `nfqueue`)
 import json
 import os
 import re
@@ -236,60 +235,27 @@ class Agent:
             return run([ctl, "-c", str(self.root / "etc" / "supervisord.conf"), *args], check=False)
         return run(["systemctl", args[0], f"chaoslab-{args[1]}.service"], check=False)
 
-    def psql(self, sql: str, database: str | None = None, check: bool = True) -> str:
+    def _psql_cmd(self, sql: str, role: str = "postgres", *extra: str) -> list[str]:
         pg = self.config.get("postgresql")
         if not pg:
             raise FaultInputError(
                 f"{self.host} runs no PostgreSQL: PostgreSQL faults target a db host"
             )
-        proc = run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                f"{pg['bin_dir']}/psql",
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                pg["socket_dir"],
-                "-p",
-                str(pg["port"]),
-                "-d",
-                database or pg["database"],
-                "-c",
-                sql,
-            ],
-            check=check,
-        )
-        return proc.stdout.strip()
+        return [
+            "runuser", "-u", "postgres", "--", f"{pg['bin_dir']}/psql", "-X", "-At",
+            "-U", role, "-h", pg["socket_dir"], "-p", str(pg["port"]), "-d", pg["database"],
+            *extra, "-c", sql,
+        ]  # fmt: skip
+
+    def psql(self, sql: str, check: bool = True) -> str:
+        return run(
+            self._psql_cmd(sql, "postgres", "-v", "ON_ERROR_STOP=1"), check=check
+        ).stdout.strip()
 
     def psql_background(self, sql: str, label: str, role: str = "postgres") -> int:
-        pg = self.config["postgresql"]
+        """A session that holds something (a lock, a slot) until it is terminated."""
         proc = subprocess.Popen(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                f"{pg['bin_dir']}/psql",
-                "-X",
-                "-At",
-                "-U",
-                role,
-                "-h",
-                pg["socket_dir"],
-                "-p",
-                str(pg["port"]),
-                "-d",
-                pg["database"],
-                "-v",
-                f"chaoslab={label}",
-                "-c",
-                sql,
-            ],
+            self._psql_cmd(sql, role),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -487,22 +453,6 @@ def rule_packets(record: dict[str, Any]) -> int:
 def rules_present(record: dict[str, Any]) -> bool:
     rules = record["artifacts"].get("rules", [])
     return bool(rules) and all(ipt("-C", *a, check=False).returncode == 0 for a in rules)
-
-
-def peer_match(params: dict[str, Any], direction: str) -> list[str]:
-    match: list[str] = []
-    if params.get("peer"):
-        match += ["-s" if direction == "in" else "-d", params["peer"]]
-    if params.get("port"):
-        match += [
-            "-p",
-            "tcp",
-            "--dport"
-            if params.get("port_side", "local") == ("local" if direction == "in" else "remote")
-            else "--sport",
-            str(params["port"]),
-        ]
-    return match
 
 
 # --------------------------------------------------------------------- faults
@@ -1506,6 +1456,162 @@ class JwksPublish(Fault):
             os.replace(tmp, path)
 
 
+# -------------------------------------------------------------------- cache
+
+
+def redis_cli(agent: Agent, *args: str, check: bool = True) -> str:
+    facts = agent.config.get("redis")
+    if not facts:
+        raise FaultInputError(f"{agent.host} runs no Redis: cache faults target a cache host")
+    cmd = ["redis-cli", "-h", facts["address"], "-p", str(facts["port"]), "--no-raw", *args]
+    return run(cmd, check=check).stdout.strip()
+
+
+def _redis_int(agent: Agent, *args: str) -> int:
+    return int(redis_cli(agent, *args).removeprefix("(integer) "))
+
+
+def _redis_keys(agent: Agent, pattern: str) -> list[str]:
+    out = run(
+        [
+            "redis-cli",
+            "-h",
+            agent.config["redis"]["address"],
+            "-p",
+            str(agent.config["redis"]["port"]),
+            "--raw",
+            "--scan",
+            "--pattern",
+            pattern,
+        ]
+    ).stdout
+    return [k for k in out.splitlines() if k]
+
+
+def _redis_memory_config(agent: Agent) -> dict[str, str]:
+    out = run(
+        [
+            "redis-cli",
+            "-h",
+            agent.config["redis"]["address"],
+            "-p",
+            str(agent.config["redis"]["port"]),
+            "--raw",
+            "CONFIG",
+            "GET",
+            "maxmemory*",
+        ]
+    ).stdout.split()
+    return dict(zip(out[::2], out[1::2], strict=False))
+
+
+def _redis_restore_memory(agent: Agent, saved: dict[str, str]) -> None:
+    for name in ("maxmemory", "maxmemory-policy"):
+        if name in saved:
+            redis_cli(agent, "CONFIG", "SET", name, saved[name], check=False)
+
+
+class CacheFlush(Fault):
+    """FLUSHALL (one-shot: the cache rebuilds itself; heal has nothing to undo)."""
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "redis"
+
+    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+        record["artifacts"]["keys_before"] = _redis_int(agent, "DBSIZE")
+        redis_cli(agent, "FLUSHALL")
+
+    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        now = _redis_int(agent, "DBSIZE")
+        before = record["artifacts"]["keys_before"]
+        return True, f"flushed {before} key(s) at inject; {now} key(s) now (refilled by the app)"
+
+    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        return None
+
+
+class CacheCorrupt(Fault):
+    """Overwrites cached entries with garbage (TTL kept); heal deletes what is still garbage."""
+
+    params = ("pattern", "value")
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        pattern = params.get("pattern", "fraiseql:*")
+        value = params.get("value", "chaoslab-garbage{{{")
+        for key, v in (("pattern", pattern), ("value", value)):
+            if not isinstance(v, str) or not v or len(v) > 200 or any(c in v for c in "\n\r"):
+                raise FaultInputError(f"params.{key}: expected one line of text (1-200 characters)")
+        return {"pattern": pattern, "value": value}
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "redis"
+
+    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+        keys = _redis_keys(agent, record["params"]["pattern"])
+        for key in keys:
+            redis_cli(agent, "SET", key, record["params"]["value"], "KEEPTTL")
+        record["artifacts"]["corrupted"] = keys
+
+    def _still_corrupt(self, agent: Agent, record: dict[str, Any]) -> list[str]:
+        value = json.dumps(record["params"]["value"])
+        return [
+            k
+            for k in record["artifacts"].get("corrupted", [])
+            if redis_cli(agent, "GET", k, check=False) == value
+        ]
+
+    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        corrupt = self._still_corrupt(agent, record)
+        total = len(record["artifacts"]["corrupted"])
+        return bool(corrupt), f"{len(corrupt)} of {total} corrupted key(s) still hold garbage"
+
+    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        for key in self._still_corrupt(agent, record):
+            redis_cli(agent, "DEL", key, check=False)
+
+
+class CacheMemory(Fault):
+    """Shrinks Redis's memory bound at runtime: `evict` (LRU evicts under load) or
+    `write_fail` (noeviction: every write is refused with OOM). Heal restores both settings."""
+
+    params = ("maxmemory_kb",)
+    policy = "allkeys-lru"
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "maxmemory_kb": _number(
+                params, "maxmemory_kb", 1, 64 * 1024 * 1024, default=1, integer=True
+            )
+        }
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "redis"
+
+    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+        record["artifacts"]["saved"] = _redis_memory_config(agent)
+        agent._save(record)  # the original bound must survive anything before heal
+        redis_cli(agent, "CONFIG", "SET", "maxmemory-policy", self.policy)
+        redis_cli(agent, "CONFIG", "SET", "maxmemory", f"{record['params']['maxmemory_kb']}kb")
+
+    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        current = _redis_memory_config(agent)
+        want = str(record["params"]["maxmemory_kb"] * 1024)
+        evicted = re.search(r"evicted_keys:(\d+)", redis_cli(agent, "INFO", "stats"))
+        ok = current.get("maxmemory") == want and current.get("maxmemory-policy") == self.policy
+        return (
+            ok,
+            f"maxmemory={current.get('maxmemory')} policy={current.get('maxmemory-policy')}, "
+            f"evicted_keys={evicted.group(1) if evicted else '?'}",
+        )
+
+    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        _redis_restore_memory(agent, record["artifacts"].get("saved", {}))
+
+
+class CacheWriteFail(CacheMemory):
+    policy = "noeviction"
+
+
 FAULTS: dict[str, Fault] = {
     "net.partition": Partition(),
     "net.reset": Reset(),
@@ -1531,6 +1637,10 @@ FAULTS: dict[str, Fault] = {
     "pg.crash": PgCrash(),
     "jwks.response": JwksResponse(),
     "jwks.publish": JwksPublish(),
+    "cache.flush": CacheFlush(),
+    "cache.corrupt": CacheCorrupt(),
+    "cache.evict": CacheMemory(),
+    "cache.write_fail": CacheWriteFail(),
 }
 
 
@@ -1606,6 +1716,16 @@ def list_artifacts(agent: Agent) -> dict[str, Any]:
             out["pg_error"] = str(exc)
     if agent.config.get("nginx"):
         out["jwks_override"] = bool(Path(agent.config["nginx"]["fault_conf"]).read_text().strip())
+    if agent.config.get("redis"):
+        facts = agent.config["redis"]
+        try:
+            current = _redis_memory_config(agent)
+            drift = current.get("maxmemory") != str(facts["maxmemory_mb"] * 1024 * 1024) or (
+                current.get("maxmemory-policy") != facts["policy"]
+            )
+            out["redis_config"] = current if drift else {}
+        except FaultFailed as exc:
+            out["redis_error"] = str(exc)
     return out
 
 
@@ -1681,6 +1801,18 @@ def sweep_artifacts(agent: Agent) -> list[str]:
             with contextlib.suppress(FaultFailed):
                 _kill(agent.program_pid("nginx"), signal.SIGHUP)
             swept.append("JWKS response override")
+    if agent.config.get("redis"):
+        facts = agent.config["redis"]
+        want = {
+            "maxmemory": str(facts["maxmemory_mb"] * 1024 * 1024),
+            "maxmemory-policy": facts["policy"],
+        }
+        try:
+            if _redis_memory_config(agent) != want:
+                _redis_restore_memory(agent, want)
+                swept.append("Redis memory bound restored")
+        except FaultFailed as exc:
+            swept.append(f"Redis not reachable for sweep: {exc}")
     for path in agent.state_dir.glob("*.json"):
         path.unlink()
     return swept

@@ -70,14 +70,43 @@ class Counter:
     updated_at: datetime
 
 
+_RESULT_CACHE = None
+
+
+def _cached(info):
+    """The request's repository behind FraiseQL's result cache when one is configured
+    (FRAISEQL_CACHE=redis on 0.5.x; =postgresql for FraiseQL's UNLOGGED-table cache)."""
+    global _RESULT_CACHE
+    db = info.context["db"]
+    backend = ENV.get("FRAISEQL_CACHE", "none")
+    if backend == "none":
+        return db
+    from fraiseql.caching.repository_integration import CachedRepository
+    from fraiseql.caching.result_cache import CacheConfig, ResultCache
+
+    if _RESULT_CACHE is None:
+        config = CacheConfig(default_ttl=int(ENV.get("FRAISEQL_CACHE_TTL", "60")))
+        if backend == "postgresql":
+            from fraiseql.caching.postgres_cache import PostgresCache
+
+            store = PostgresCache(db._pool)
+        else:
+            import redis.asyncio
+            from fraiseql.caching.redis_cache import RedisCache
+
+            store = RedisCache(redis.asyncio.Redis.from_url(ENV["FRAISEQL_REDIS_URL"]))
+        _RESULT_CACHE = ResultCache(store, config)
+    return CachedRepository(db, _RESULT_CACHE)
+
+
 @fraiseql.query
 async def authors(info, limit: int = 10) -> list[Author]:
-    return await info.context["db"].find("v_author", limit=limit)
+    return await _cached(info).find("v_author", limit=limit)
 
 
 @fraiseql.query
 async def posts(info, limit: int = 10) -> list[Post]:
-    return await info.context["db"].find("v_post", limit=limit)
+    return await _cached(info).find("v_post", limit=limit)
 
 
 @fraiseql.query
