@@ -1459,11 +1459,13 @@ class JwksPublish(Fault):
 # -------------------------------------------------------------------- cache
 
 
-def redis_cli(agent: Agent, *args: str, check: bool = True) -> str:
+def redis_cli(agent: Agent, *args: str, check: bool = True, raw: bool = False) -> str:
+    """redis-cli against this host's Redis; `raw` for plain lines, else quoted replies."""
     facts = agent.config.get("redis")
     if not facts:
         raise FaultInputError(f"{agent.host} runs no Redis: cache faults target a cache host")
-    cmd = ["redis-cli", "-h", facts["address"], "-p", str(facts["port"]), "--no-raw", *args]
+    fmt = "--raw" if raw else "--no-raw"
+    cmd = ["redis-cli", "-h", facts["address"], "-p", str(facts["port"]), fmt, *args]
     return run(cmd, check=check).stdout.strip()
 
 
@@ -1472,36 +1474,11 @@ def _redis_int(agent: Agent, *args: str) -> int:
 
 
 def _redis_keys(agent: Agent, pattern: str) -> list[str]:
-    out = run(
-        [
-            "redis-cli",
-            "-h",
-            agent.config["redis"]["address"],
-            "-p",
-            str(agent.config["redis"]["port"]),
-            "--raw",
-            "--scan",
-            "--pattern",
-            pattern,
-        ]
-    ).stdout
-    return [k for k in out.splitlines() if k]
+    return [k for k in redis_cli(agent, "--scan", "--pattern", pattern, raw=True).splitlines() if k]
 
 
 def _redis_memory_config(agent: Agent) -> dict[str, str]:
-    out = run(
-        [
-            "redis-cli",
-            "-h",
-            agent.config["redis"]["address"],
-            "-p",
-            str(agent.config["redis"]["port"]),
-            "--raw",
-            "CONFIG",
-            "GET",
-            "maxmemory*",
-        ]
-    ).stdout.split()
+    out = redis_cli(agent, "CONFIG", "GET", "maxmemory*", raw=True).split()
     return dict(zip(out[::2], out[1::2], strict=False))
 
 
