@@ -79,6 +79,22 @@ def statement_cancelled(address: str) -> Probe:
     return probe
 
 
+def redis_refuses_writes(address: str) -> Probe:
+    import subprocess
+
+    def probe() -> bool:
+        out = subprocess.run(
+            ["redis-cli", "-h", address, "-p", "6379", "SET", "chaoslab:bench", "1"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=5,
+        ).stdout
+        return "OOM" in out
+
+    return probe
+
+
 def measure(
     client: FaultClient, spec: FaultSpec, probe: Probe, runs: int
 ) -> tuple[list[float], list[float], str]:

@@ -110,3 +110,15 @@ def test_defaults_are_filled_in():
 def test_every_kind_declares_its_parameters():
     for kind, fault in _AGENT.FAULTS.items():
         assert isinstance(fault.params, tuple), kind
+
+
+def test_netem_arguments_where_the_kernel_has_netem():
+    # This kernel has no sch_netem, so the netem branch is pinned here (tc-netem(8) syntax).
+    _, params, _ = validate({"kind": "net.delay", "params": {"delay_ms": 200, "jitter_ms": 20}})
+    assert _AGENT.FAULTS["net.delay"].netem_args(params) == ["delay", "200ms", "20ms"]
+    _, params, _ = validate(
+        {"kind": "net.reorder", "params": {"delay_ms": 50, "probability": 0.25}}
+    )
+    assert _AGENT.FAULTS["net.reorder"].netem_args(params) == ["delay", "50ms", "reorder", "75.00%"]
+    _, params, _ = validate({"kind": "net.corrupt", "params": {"probability": 0.001}})
+    assert _AGENT.FAULTS["net.corrupt"].netem_args(params) == ["corrupt", "0.10%"]

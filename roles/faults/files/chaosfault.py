@@ -648,10 +648,40 @@ class QueueFault(Fault):
         return out
 
     def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
-        return "nfqueue"
+        # netem shapes a whole link's egress; a peer or port selector needs the NFQUEUE
+        # worker (tc classifiers are not assumed to exist).
+        whole_link = not params.get("peer") and not params.get("port")
+        return "netem" if whole_link and capabilities(agent).get("netem") else "nfqueue"
+
+    def netem_args(self, p: dict[str, Any]) -> list[str]:
+        delay = ["delay", f"{p['delay_ms']:g}ms"] + (
+            [f"{p['jitter_ms']:g}ms"] if p["jitter_ms"] else []
+        )
+        if self.op == "reorder":
+            return [*delay, "reorder", f"{(1 - p['probability']) * 100:.2f}%"]
+        if self.op == "corrupt":
+            return ["corrupt", f"{p['probability'] * 100:.2f}%"]
+        return delay
 
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
         p = record["params"]
+        if record["mechanism"] == "netem":
+            run(
+                [
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    agent.iface,
+                    "root",
+                    "handle",
+                    TC_HANDLE,
+                    "netem",
+                    *self.netem_args(p),
+                ]
+            )
+            record["artifacts"]["qdisc"] = agent.iface
+            return
         queue = _free_queue(agent)
         python = agent.config.get("nfqueue_python")
         if not python or not Path(python).exists():
@@ -696,6 +726,9 @@ class QueueFault(Fault):
         )
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
+        if record["mechanism"] == "netem":
+            out = run(["tc", "-s", "qdisc", "show", "dev", agent.iface]).stdout
+            return f"qdisc netem {TC_HANDLE}" in out, out.strip().replace("\n", " | ")
         pid = record["artifacts"].get("worker_pid")
         alive = bool(pid) and _is_our_process(pid, "nfqueue", record["id"])
         present = rules_present(record)
@@ -705,6 +738,11 @@ class QueueFault(Fault):
         )
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
+        if record["mechanism"] == "netem":
+            run(
+                ["tc", "qdisc", "del", "dev", agent.iface, "root", "handle", TC_HANDLE], check=False
+            )
+            return
         remove_rules(record)
         pid = record["artifacts"].get("worker_pid")
         if pid and _is_our_process(pid, "nfqueue", record["id"]):
