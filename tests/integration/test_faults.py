@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
@@ -71,9 +72,14 @@ def in_netns(lab, host: str, code: str, timeout: float = 30) -> str:
 
 def icmp_delivery(address: str, count: int = 400, gap_s: float = 0.002) -> float:
     """Fraction of ICMP echo requests answered (raw socket; the controller is root)."""
+    return len(set(icmp_replies(address, count, gap_s))) / count
+
+
+def icmp_replies(address: str, count: int = 400, gap_s: float = 0.002) -> list[int]:
+    """Sequence numbers of the echo replies, in the order they arrived."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xFFFF
-    answered: set[int] = set()
+    answered: list[int] = []
 
     def checksum(data: bytes) -> int:
         total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -93,15 +99,15 @@ def icmp_delivery(address: str, count: int = 400, gap_s: float = 0.002) -> float
         if select.select([sock], [], [], 0.1)[0]:
             _collect(sock, ident, answered)
     sock.close()
-    return len(answered) / count
+    return answered
 
 
-def _collect(sock: socket.socket, ident: int, answered: set[int]) -> None:
+def _collect(sock: socket.socket, ident: int, answered: list[int]) -> None:
     data = sock.recv(1024)
     icmp = data[(data[0] & 0x0F) * 4 :]
     kind, _, _, rid, seq = struct.unpack("!BBHHH", icmp[:8])
     if kind == 0 and rid == ident:
-        answered.add(seq)
+        answered.append(seq)
 
 
 # ------------------------------------------------------------------ network
@@ -143,6 +149,36 @@ def test_random_loss_30_percent_is_measured_within_20_to_40(lab, faults):
     faults.inject(FaultSpec("db1", "net.loss", {"probability": 0.3, "peer": CONTROLLER}, ttl_s=60))
     loss = 1 - icmp_delivery(db)
     assert 0.2 <= loss <= 0.4, loss
+
+
+def test_reorder_delivers_packets_out_of_order(lab, faults):
+    db = addr(lab, "db1")
+    in_order = icmp_replies(db, count=100)
+    assert in_order == sorted(in_order)
+    fault = faults.inject(
+        FaultSpec(
+            "db1", "net.reorder", {"delay_ms": 20, "probability": 0.3, "peer": CONTROLLER}, ttl_s=60
+        )
+    )
+    assert fault["mechanism"] in ("nfqueue", "netem")
+    replies = icmp_replies(db, count=200)
+    inversions = sum(1 for a, b in itertools.pairwise(replies) if b < a)
+    assert len(set(replies)) >= 190, "reorder must not lose packets"
+    assert inversions >= 10, inversions
+
+
+def test_corrupted_segments_are_dropped_by_the_receiver(lab, faults):
+    db = addr(lab, "db1")
+    faults.inject(
+        FaultSpec(
+            "db1", "net.corrupt", {"probability": 1.0, "peer": CONTROLLER, "port": 5432}, ttl_s=60
+        )
+    )
+    # Every segment arriving at 5432 has a flipped bit: its checksum fails, the kernel
+    # drops it, so even the handshake cannot complete.
+    assert connect_ms(db, 5432, timeout=2) is None
+    faults.heal_all(["db1"])
+    assert connect_ms(db, 5432) is not None
 
 
 def test_partition_times_out_and_heal_restores(lab, faults):
