@@ -12,6 +12,7 @@ import argparse
 import socket
 import ssl
 import statistics
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -80,8 +81,6 @@ def statement_cancelled(address: str) -> Probe:
 
 
 def redis_refuses_writes(address: str) -> Probe:
-    import subprocess
-
     def probe() -> bool:
         out = subprocess.run(
             ["redis-cli", "-h", address, "-p", "6379", "SET", "chaoslab:bench", "1"],
@@ -142,7 +141,15 @@ def main() -> None:
             FaultSpec("auth1", "jwks.response", {"status": 500}, 30),
             http_status(jwks, ctx, 500),
         ),
+        (
+            "cache",
+            FaultSpec("cache1", "cache.write_fail", {"maxmemory_kb": 1}, 30),
+            redis_refuses_writes(state.guard.check(state.hosts["cache1"]["address"])),
+        ),
     ]
+    # Resource faults (cgroup limits) are not in this table: their effect is a rate (CPU
+    # share, allocations failing), which takes about a second to observe at all; the
+    # integration tests measure those effects instead.
     rows = []
     with FaultClient(state) as client:
         client.heal_all()
