@@ -2,7 +2,7 @@
 """Fault onset and heal latency, from the runner's call to the effect being observable at
 the peer, median and p95 over N runs per fault family (fast path: paramiko + agent).
 
-Run as root with the lab up:  sudo .venv/bin/python benchmarks/fault_latency.py [-n 10]
+Run as root with the lab up:  .venv/bin/python benchmarks/fault_latency.py [-n 10]
 Target: median <= 0.5 s for onset and heal.
 """
 

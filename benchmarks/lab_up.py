@@ -2,7 +2,7 @@
 """Lab-up wall time: cold (purged caches), after down (caches kept), warm (already up).
 
 Prints the three times and their ratios, measured in one run. Leaves the lab up.
-Run as root: sudo .venv/bin/python benchmarks/lab_up.py [--skip-cold]
+Run as root: .venv/bin/python benchmarks/lab_up.py [--skip-cold]
 Target: warm <= 90 s.
 """
 
