@@ -455,6 +455,29 @@ def rules_present(record: dict[str, Any]) -> bool:
     return bool(rules) and all(ipt("-C", *a, check=False).returncode == 0 for a in rules)
 
 
+# ------------------------------------------------------------------------ tc
+
+
+def lab_qdisc(agent: Agent) -> str:
+    """This host's qdiscs on the lab interface, with counters."""
+    return run(["tc", "-s", "qdisc", "show", "dev", agent.iface], check=False).stdout
+
+
+def add_lab_qdisc(agent: Agent, record: dict[str, Any], *spec: str) -> None:
+    """Root qdisc with the lab's own handle; one link fault per interface at a time."""
+    if f" {TC_HANDLE} " in lab_qdisc(agent):
+        raise FaultFailed(
+            f"{agent.iface} already carries a lab qdisc ({TC_HANDLE}): one link fault at a time"
+        )
+    run(["tc", "qdisc", "add", "dev", agent.iface, "root", "handle", TC_HANDLE, *spec])
+    record["artifacts"]["qdisc"] = agent.iface
+
+
+def del_lab_qdisc(agent: Agent) -> None:
+    if f" {TC_HANDLE} " in lab_qdisc(agent):
+        run(["tc", "qdisc", "del", "dev", agent.iface, "root", "handle", TC_HANDLE], check=False)
+
+
 # --------------------------------------------------------------------- faults
 
 
@@ -584,42 +607,26 @@ class Bandwidth(Fault):
 
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
         p = record["params"]
-        if TC_HANDLE in run(["tc", "qdisc", "show", "dev", agent.iface]).stdout:
-            raise FaultFailed(
-                f"{agent.iface} already carries a lab qdisc ({TC_HANDLE}): one link fault at a time"
-            )
-        run(
-            [
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                agent.iface,
-                "root",
-                "handle",
-                TC_HANDLE,
-                "tbf",
-                "rate",
-                f"{p['rate_kbit']}kbit",
-                "burst",
-                f"{p['burst_kbit']}kbit",
-                "latency",
-                f"{p['latency_ms']}ms",
-            ]
+        add_lab_qdisc(
+            agent,
+            record,
+            "tbf",
+            "rate",
+            f"{p['rate_kbit']}kbit",
+            "burst",
+            f"{p['burst_kbit']}kbit",
+            "latency",
+            f"{p['latency_ms']}ms",
         )
-        record["artifacts"]["qdisc"] = agent.iface
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
-        out = run(["tc", "-s", "qdisc", "show", "dev", agent.iface]).stdout
+        out = lab_qdisc(agent)
         ok = f"qdisc tbf {TC_HANDLE}" in out
         sent = re.search(r"Sent (\d+) bytes (\d+) pkt", out)
         return ok, f"tbf present={ok}, {sent.group(0) if sent else 'no counters'}"
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
-        if TC_HANDLE in run(["tc", "qdisc", "show", "dev", agent.iface], check=False).stdout:
-            run(
-                ["tc", "qdisc", "del", "dev", agent.iface, "root", "handle", TC_HANDLE], check=False
-            )
+        del_lab_qdisc(agent)
 
 
 class QueueFault(Fault):
@@ -666,21 +673,7 @@ class QueueFault(Fault):
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
         p = record["params"]
         if record["mechanism"] == "netem":
-            run(
-                [
-                    "tc",
-                    "qdisc",
-                    "add",
-                    "dev",
-                    agent.iface,
-                    "root",
-                    "handle",
-                    TC_HANDLE,
-                    "netem",
-                    *self.netem_args(p),
-                ]
-            )
-            record["artifacts"]["qdisc"] = agent.iface
+            add_lab_qdisc(agent, record, "netem", *self.netem_args(p))
             return
         queue = _free_queue(agent)
         python = agent.config.get("nfqueue_python")
@@ -727,7 +720,7 @@ class QueueFault(Fault):
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
         if record["mechanism"] == "netem":
-            out = run(["tc", "-s", "qdisc", "show", "dev", agent.iface]).stdout
+            out = lab_qdisc(agent)
             return f"qdisc netem {TC_HANDLE}" in out, out.strip().replace("\n", " | ")
         pid = record["artifacts"].get("worker_pid")
         alive = bool(pid) and _is_our_process(pid, "nfqueue", record["id"])
@@ -739,9 +732,7 @@ class QueueFault(Fault):
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
         if record["mechanism"] == "netem":
-            run(
-                ["tc", "qdisc", "del", "dev", agent.iface, "root", "handle", TC_HANDLE], check=False
-            )
+            del_lab_qdisc(agent)
             return
         remove_rules(record)
         pid = record["artifacts"].get("worker_pid")
@@ -779,28 +770,16 @@ class Duplicate(Fault):
         )
 
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
-        run(
-            [
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                agent.iface,
-                "root",
-                "handle",
-                TC_HANDLE,
-                "netem",
-                "duplicate",
-                f"{record['params']['probability'] * 100:.2f}%",
-            ]
+        add_lab_qdisc(
+            agent, record, "netem", "duplicate", f"{record['params']['probability'] * 100:.2f}%"
         )
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
-        out = run(["tc", "qdisc", "show", "dev", agent.iface]).stdout
-        return "netem" in out, out.strip()
+        out = lab_qdisc(agent)
+        return f"qdisc netem {TC_HANDLE}" in out, out.strip()
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
-        run(["tc", "qdisc", "del", "dev", agent.iface, "root", "handle", TC_HANDLE], check=False)
+        del_lab_qdisc(agent)
 
 
 def _free_queue(agent: Agent) -> int:
@@ -1696,7 +1675,7 @@ def list_artifacts(agent: Agent) -> dict[str, Any]:
         proc = ipt("-S", chain, check=False)
         rules += [line for line in proc.stdout.splitlines() if line.startswith("-A")]
     out["iptables_rules"] = rules
-    out["qdisc"] = TC_HANDLE in run(["tc", "qdisc", "show", "dev", agent.iface], check=False).stdout
+    out["qdisc"] = f" {TC_HANDLE} " in lab_qdisc(agent)
     cg = []
     for base in [
         Path("/sys/fs/cgroup") / c / "chaoslab" / agent.host for c in ("memory", "cpu", "pids")
@@ -1771,8 +1750,8 @@ def sweep_artifacts(agent: Agent) -> list[str]:
                 ipt("-D", parent, "-j", chain, check=False)
             ipt("-X", chain, check=False)
             swept.append(f"iptables chain {chain}")
-    if TC_HANDLE in run(["tc", "qdisc", "show", "dev", agent.iface], check=False).stdout:
-        run(["tc", "qdisc", "del", "dev", agent.iface, "root"], check=False)
+    if f" {TC_HANDLE} " in lab_qdisc(agent):
+        del_lab_qdisc(agent)
         swept.append(f"qdisc {TC_HANDLE} on {agent.iface}")
     for pid in _lab_program_pids(agent):
         if process_state(pid) == "T":
