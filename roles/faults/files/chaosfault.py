@@ -830,8 +830,15 @@ class Pause(ProgramFault):
             _kill(pid, signal.SIGSTOP)
 
     def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
-        states = {pid: process_state(pid) for pid in record["artifacts"]["pids"]}
-        return all(s == "T" for s in states.values()), f"process states {states}"
+        # SIGSTOP takes effect when each task next handles signals: poll briefly. A pid
+        # that has exited meanwhile ("gone") no longer answers either.
+        deadline = time.monotonic() + 2.0
+        while True:
+            states = {pid: process_state(pid) for pid in record["artifacts"]["pids"]}
+            stopped = all(s in ("T", "gone") for s in states.values()) and "T" in states.values()
+            if stopped or time.monotonic() > deadline:
+                return stopped, f"process states {states}"
+            time.sleep(0.02)
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
         for pid in record["artifacts"].get("pids", []):
@@ -943,10 +950,19 @@ class Resource(ProgramFault):
     def extra_evidence(self, path: Path) -> str:
         return ""
 
+    def release(self) -> dict[str, str]:
+        """Limit values that lift the cap; written before the processes are moved out."""
+        return {}
+
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
         path = Path(record["artifacts"].get("cgroup", self._dir(agent, record)))
         if not path.exists():
             return
+        # Lift the cap first: a task moved out of a throttled CFS group can otherwise stay
+        # starved for up to a second (measured here: 0.0-0.05 of a core right after heal).
+        for name, value in self.release().items():
+            if (path / name).exists():
+                (path / name).write_text(value)
         root = _cgroup_root(path, self.controller)
         for pid in (path / "cgroup.procs").read_text().split():
             original = record["artifacts"].get("moved", {}).get(pid, "/")
@@ -1059,6 +1075,9 @@ class Cpu(Resource):
             return {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(quota)}
         return {"cpu.max": f"{quota} 100000"}
 
+    def release(self) -> dict[str, str]:
+        return {"cpu.cfs_quota_us": "-1", "cpu.max": "max 100000"}
+
 
 class Pids(Resource):
     params = ("program", "max")
@@ -1071,6 +1090,9 @@ class Pids(Resource):
 
     def limits(self, params: dict[str, Any]) -> dict[str, str]:
         return {"pids.max": str(params["max"])}
+
+    def release(self) -> dict[str, str]:
+        return {"pids.max": "max"}
 
 
 # ---------------------------------------------------------------- PostgreSQL
