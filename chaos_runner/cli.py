@@ -1,4 +1,5 @@
-"""Command line: `chaoslab lab up|down|status`, `chaoslab fault ...`, `chaoslab heal`.
+"""Command line: `chaoslab lab up|down|status`, `list`, `validate`, `run`, `report`,
+`fault ...`, `heal`.
 
 Every flag can also be set by environment (CHAOSLAB_*). Exit codes: 0 = all good,
 1 = deviations found (scenario runs), 2 = lab or usage error.
@@ -278,6 +279,94 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return EXIT_ERROR if dirty else EXIT_OK
 
 
+def _catalog(args: argparse.Namespace, hosts: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+    from chaos_runner.config import load_config
+    from chaos_runner.scenario import SCENARIO_DIR, Catalog
+
+    config = load_config(args.config)
+    directory = Path(args.scenarios or config.scenario_dir or SCENARIO_DIR)
+    if hosts is None:
+        settings = LabSettings.from_env(args.state_dir, args.inventory)
+        hosts = sorted(load_inventory(settings.inventory).hosts)
+    return config, Catalog.load(directory, hosts)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _, catalog = _catalog(args)
+    chosen = catalog.select(args.select) if args.select else list(catalog.scenarios.values())
+    rows = [
+        (
+            s.id,
+            s.doc.phase,
+            s.expect.class_,
+            ", ".join(f"{f.kind}@{f.host}" for f in s.doc.faults) or "-",
+            ", ".join(s.doc.suites) or "-",
+            f"{s.bound_s:g}s",
+            s.doc.skip or s.doc.description[:60],
+        )
+        for s in chosen
+    ]
+    print(tabulate(rows, headers=["id", "phase", "expect", "faults", "suites", "time", "about"]))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from chaos_runner.scenario import load_file
+
+    config, catalog = _catalog(args)
+    settings = LabSettings.from_env(args.state_dir, args.inventory)
+    hosts = sorted(load_inventory(settings.inventory).hosts)
+    for extra in args.files:
+        for scenario in load_file(Path(extra), hosts):
+            catalog.scenarios.setdefault(scenario.id, scenario)
+    print(
+        f"{len(catalog.scenarios)} scenario(s) valid; config: environment={config.environment}, "
+        f"attempts={config.attempts}, fault transport={config.fault_transport}"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from chaos_runner.campaign import dry_run, run_campaign
+
+    settings = LabSettings.from_env(args.state_dir, args.inventory)
+    config, catalog = _catalog(args)
+    chosen = catalog.select(args.select)
+    state = LabState.load(settings)
+    bad = [c for c in lab_checks(state) if not c.ok]
+    if bad:
+        raise LabNotReady(
+            "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:5])
+            + " (run `chaoslab lab up`)"
+        )
+    if args.dry_run:
+        return dry_run(chosen, state, Path(args.runs_dir), sys.stderr)
+    code, _ = run_campaign(
+        chosen, state, config, Path(args.runs_dir), args.seed, args.select, sys.argv
+    )
+    return code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from chaos_runner.report import exit_code, read_journal, table, write_reports
+
+    where = Path(args.run)
+    if not where.exists() and not where.is_absolute():
+        where = Path(args.runs_dir) / args.run
+    journal = read_journal(where)
+    run_dir = where if where.is_dir() else where.parent
+    written = write_reports(run_dir, journal)
+    if args.format == "json":
+        print(json.dumps(journal["scenarios"], indent=1, default=str))
+    else:
+        print(table(journal))
+        print(
+            f"\nregenerated: {written['table']}, {written['junit']}, {written['scenarios']}/",
+            file=sys.stderr,
+        )
+    return exit_code(journal)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chaoslab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -336,6 +425,47 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_lab_down)
     status = lab_verbs.add_parser("status", help="what is up and healthy")
     status.set_defaults(func=cmd_lab_status)
+
+    def scenario_flags(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--scenarios",
+            default=_env("SCENARIOS"),
+            help="scenario directory (env CHAOSLAB_SCENARIOS, default ./scenarios)",
+        )
+        sub.add_argument(
+            "--config", default=_env("CONFIG"), help="runner config file (env CHAOSLAB_CONFIG)"
+        )
+
+    listing = verbs.add_parser("list", help="the scenario catalog (or a selection of it)")
+    listing.add_argument("select", nargs="*", help="ids, suite:NAME or tag:NAME")
+    scenario_flags(listing)
+    listing.set_defaults(func=cmd_list)
+    validate = verbs.add_parser("validate", help="validate every scenario file and the config")
+    validate.add_argument("files", nargs="*", help="extra scenario files to validate")
+    scenario_flags(validate)
+    validate.set_defaults(func=cmd_validate)
+    run = verbs.add_parser("run", help="run scenarios by id, tag or suite")
+    run.add_argument("select", nargs="+", help="ids, suite:NAME, tag:NAME or a bare suite/tag")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=int(_env("SEED", "1") or 1),
+        help="seed of the operation mix (env CHAOSLAB_SEED)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=(_env("DRY_RUN", "") or "") not in ("", "0", "false"),
+        help="Ansible check mode for every fault; nothing injected (env CHAOSLAB_DRY_RUN)",
+    )
+    scenario_flags(run)
+    run.set_defaults(func=cmd_run)
+    report = verbs.add_parser("report", help="regenerate a run's reports from its journal")
+    report.add_argument("run", help="run id (under --runs-dir), run directory or journal.json")
+    report.add_argument(
+        "--format", choices=["table", "json"], default=_env("REPORT_FORMAT", "table")
+    )
+    report.set_defaults(func=cmd_report)
 
     fault = verbs.add_parser("fault", help="inject, verify or heal one fault (fast path)")
     fault_verbs = fault.add_subparsers(dest="fault_verb", required=True)

@@ -74,6 +74,15 @@ def validate(spec: FaultSpec, state: LabState) -> None:
         raise ConfigError(f"fault {spec.kind!r} on {spec.host}: {exc}") from None
 
 
+def validate_request(kind: str, params: dict[str, Any], ttl_s: float = 60.0) -> str | None:
+    """The agent's own complaint about a fault request ("params.x: ..."), or None."""
+    try:
+        _AGENT.validate({"kind": kind, "params": params, "ttl_s": ttl_s})
+    except _AGENT.FaultInputError as exc:
+        return str(exc)
+    return None
+
+
 class Fault(Protocol):
     """What the scenario runner needs from a fault (inject / verify / heal)."""
 

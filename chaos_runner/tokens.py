@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -9,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chaos_runner.errors import ConfigError
 
@@ -51,3 +57,71 @@ class TokenMinter:
         }
         payload.update(claims or {})
         return jwt.encode(payload, self.private_key(kid), algorithm="RS256", headers={"kid": kid})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(minter: TokenMinter, ttl_s: int) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "sub": "chaos-bad-token",
+        "iss": minter.issuer,
+        "aud": minter.audience,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+
+
+def bad_authorization(kind: str, minter: TokenMinter, ttl_s: int = 600) -> str | None:
+    """The Authorization header value of a token that must be refused (None = no header).
+
+    Every variant is a real attack or mistake: missing, empty, not a JWT, `alg: none`,
+    HS256 keyed with the RSA public key (algorithm confusion), a key the JWKS does not
+    publish, a forged signature under the active kid, expired, another audience.
+    """
+    kid = minter.active_kid()
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return "Bearer "
+    if kind == "malformed":
+        return "Bearer not-a.jwt"
+    if kind == "alg-none":
+        head = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
+        return f"Bearer {head}.{_b64(json.dumps(_claims(minter, ttl_s)).encode())}."
+    if kind == "hs256-public":
+        public = (
+            serialization.load_pem_private_key(minter.private_key(kid).encode(), None)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+        body = _b64(json.dumps(_claims(minter, ttl_s)).encode())
+        sig = _b64(hmac.new(public, f"{head}.{body}".encode(), hashlib.sha256).digest())
+        return f"Bearer {head}.{body}.{sig}"
+    if kind in ("unknown-kid", "bad-signature"):
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        use_kid = f"chaos-unknown-{uuid.uuid4().hex[:8]}" if kind == "unknown-kid" else kid
+        token = jwt.encode(
+            _claims(minter, ttl_s), stranger, algorithm="RS256", headers={"kid": use_kid}
+        )
+        return f"Bearer {token}"
+    if kind == "expired":
+        claims = _claims(minter, ttl_s)
+        claims.update(iat=claims["iat"] - 7200, exp=claims["iat"] - 3600)
+        return _signed(claims, minter, kid)
+    if kind == "wrong-audience":
+        claims = _claims(minter, ttl_s)
+        claims["aud"] = "https://elsewhere.lab/api"
+        return _signed(claims, minter, kid)
+    raise ConfigError(f"unknown bad token kind {kind!r}")
+
+
+def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
+    token = jwt.encode(claims, minter.private_key(kid), algorithm="RS256", headers={"kid": kid})
+    return f"Bearer {token}"

@@ -1,0 +1,203 @@
+"""A run of selected scenarios: context, journal after every scenario, reports at the end.
+
+`runs/<run_id>/` receives journal.json (rewritten after each scenario, so even a killed
+run leaves what it measured), history/*.jsonl, ansible/ (playbook artifacts), summary.txt,
+junit.xml and scenarios/*.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from chaos_runner.baseline import BaselineStore, Environment
+from chaos_runner.config import RunnerConfig
+from chaos_runner.faults import FaultClient, FaultSpec
+from chaos_runner.lab import LabState
+from chaos_runner.playbooks import run_playbook
+from chaos_runner.report import exit_code, table, write_journal, write_reports
+from chaos_runner.runner import RunContext, run_scenario
+from chaos_runner.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+
+class Terminated(Exception):
+    """SIGTERM: unwind so every `finally` heals what it injected."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+class PhasePrinter:
+    def __init__(self, stream: TextIO = sys.stderr, total: int = 0) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+        self.total = total
+        self.done = 0
+
+    def __call__(self, scenario: str, message: str) -> None:
+        elapsed = time.monotonic() - self.start
+        print(
+            f"[{elapsed:6.1f}s] ({self.done + 1}/{self.total}) {scenario}: {message}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def new_run_dir(runs_dir: Path, label: str = "run") -> tuple[str, Path]:
+    run_id = f"{label}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}"
+    path = runs_dir / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return run_id, path
+
+
+def ansible_transport(state: LabState, run_dir: Path) -> Any:
+    """Faults through playbooks/fault.yml; events stamped on the history's clock."""
+
+    def call(action: str, spec: FaultSpec) -> dict[str, Any]:
+        extravars: dict[str, Any] = {
+            "fault_action": action,
+            "fault_id": spec.id,
+            "lab_state_dir": str(state.settings.state_dir),
+        }
+        if action == "inject":
+            extravars.update(fault_kind=spec.kind, fault_params=spec.params, fault_ttl_s=spec.ttl_s)
+        result = run_playbook(
+            "fault",
+            inventory=state.settings.inventory,
+            artifacts_dir=run_dir / "ansible" / f"{spec.id}-{action}",
+            extravars=extravars,
+            limit=spec.host,
+        )
+        answer: dict[str, Any] = {
+            "id": spec.id,
+            "playbook_rc": result.rc,
+            "events": [e.monotonic_ns for e in result.events][-1:],
+        }
+        for event in result.events:
+            if event.task and event.task.startswith(("Inject", "Heal")) and event.message:
+                answer["message"] = event.message
+        if action == "inject":
+            # The agent records the mechanism; ask it (fast path is read-only here).
+            answer["mechanism"] = next(
+                (r.get("mechanism") for r in _list(state, spec.host) if r.get("id") == spec.id),
+                None,
+            )
+        return answer
+
+    return call
+
+
+def _list(state: LabState, host: str) -> list[dict[str, Any]]:
+    with FaultClient(state) as client:
+        return client.list(host)
+
+
+def run_campaign(
+    scenarios: list[Scenario],
+    state: LabState,
+    config: RunnerConfig,
+    runs_dir: Path,
+    seed: int,
+    selection: list[str],
+    argv: list[str],
+    stream: TextIO = sys.stderr,
+) -> tuple[int, Path]:
+    run_id, run_dir = new_run_dir(runs_dir)
+    app = state.app(scenarios[0].doc.app) if scenarios else state.app()
+    env = Environment.detect(config.environment, app.version, str(app.raw.get("python", "")))
+    journal: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": datetime.now(UTC).isoformat(),
+        "argv": argv,
+        "seed": seed,
+        "selection": selection,
+        "config": config.__dict__,
+        "environment": env.as_dict(),
+        "apps": {h: a.raw for h, a in state.apps.items()},
+        "scenarios": [],
+        "definitions": {s.id: s.as_dict() for s in scenarios},
+    }
+    write_journal(run_dir, journal)
+    printer = PhasePrinter(stream, len(scenarios))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    print(f"run {run_id}: {len(scenarios)} scenario(s), artifacts in {run_dir}", file=stream)
+    try:
+        with FaultClient(state) as faults:
+            ctx = RunContext(
+                state=state,
+                config=config,
+                faults=faults,
+                run_dir=run_dir,
+                environment=env,
+                baselines=BaselineStore(
+                    Path(config.baseline_dir)
+                    if config.baseline_dir
+                    else state.settings.state_dir / "baselines"
+                ),
+                seed=seed,
+                progress=printer,
+                ansible=ansible_transport(state, run_dir)
+                if config.fault_transport == "ansible"
+                else None,
+            )
+            for scenario in scenarios:
+                summary = run_scenario(scenario, ctx)
+                journal["scenarios"].append(summary)
+                write_journal(run_dir, journal)
+                printer.done += 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        journal["finished_at"] = datetime.now(UTC).isoformat()
+        journal["exit_code"] = exit_code(journal) if journal["scenarios"] else 2
+        write_journal(run_dir, journal)
+        if journal["scenarios"]:
+            write_reports(run_dir, journal)
+    print(table(journal), file=sys.stdout)
+    print(f"\njournal: {run_dir / 'journal.json'}  junit: {run_dir / 'junit.xml'}", file=stream)
+    return int(journal["exit_code"]), run_dir
+
+
+def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: TextIO) -> int:
+    """Check mode of every fault of the selection through playbooks/fault.yml: arguments,
+    reachability and the role's checks run; nothing is injected."""
+    run_id, run_dir = new_run_dir(runs_dir, "dry-run")
+    failures = 0
+    for scenario in scenarios:
+        for i, step in enumerate(scenario.doc.faults):
+            if step.kind.startswith("client."):
+                print(
+                    f"{scenario.id}: {step.kind} runs in the controller (nothing to check)",
+                    file=stream,
+                )
+                continue
+            result = run_playbook(
+                "fault",
+                inventory=state.settings.inventory,
+                artifacts_dir=run_dir / "ansible" / f"{scenario.id}-{i}",
+                extravars={
+                    "fault_action": "inject",
+                    "fault_kind": step.kind,
+                    "fault_params": step.params,
+                    "fault_ttl_s": 30,
+                    "lab_state_dir": str(state.settings.state_dir),
+                },
+                limit=step.host,
+                check=True,
+            )
+            ok = result.rc == 0
+            failures += not ok
+            print(
+                f"{scenario.id}: {step.kind} on {step.host}: check mode {'ok' if ok else 'FAILED'}",
+                file=stream,
+            )
+    print(f"dry run {run_id}: {len(scenarios)} scenario(s), nothing injected", file=stream)
+    return 0 if not failures else 2

@@ -1,0 +1,422 @@
+"""GraphQL load against one FraiseQL endpoint, every operation recorded.
+
+The driver runs an asyncio loop in its own thread (the scenario runner stays synchronous)
+and speaks HTTP/1.1 itself over keep-alive connections, so its own overhead is small and
+measurable (benchmarks/load_driver.py compares it with wrk).
+
+- open loop: operation i is due at t0 + i / rate whatever happened before; its latency
+  counts from that due time, so a stalled server cannot slow the arrivals down and hide
+  its queueing (no coordinated omission). Beyond `max_in_flight` an operation is recorded
+  as `fail` without being sent.
+- closed loop: `concurrency` workers, each sends its next operation when the previous
+  one has finished.
+
+Bounded by `max_ops` and `max_duration_s`; it stops by itself.
+
+FraiseQL answers most errors with HTTP 200 and `errors[]`, so outcomes are classified by
+content: `ok`, `fail` (refused, or a read that failed), `info` (a write whose effect is
+unknown: no answer, a timeout, or a server error after the request was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from chaos_runner.errors import LoadError
+from chaos_runner.graphql import parse_response
+from chaos_runner.history import History, Operation, Outcome
+from chaos_runner.netguard import NetworkGuard
+
+log = logging.getLogger(__name__)
+
+POSTS = "query($limit: Int!) { posts(limit: $limit) { id title tags published } }"
+NESTED_POST_ID = "00000000-0000-4000-9000-000000000001"
+# A literal id: FraiseQL 1.9.16 refuses a `UUID!` variable ("cannot be used as an input type").
+NESTED = f'{{ post(id: "{NESTED_POST_ID}") {{ id title author {{ id name email }} }} }}'
+RECORD = (
+    "mutation($input: RecordOpInput!) { recordOp(input: $input) { __typename "
+    "... on RecordOpSuccess { ledgerEntry { opId } } ... on RecordOpError { message } } }"
+)
+INCREMENT = (
+    "mutation($input: IncrementCounterInput!) { incrementCounter(input: $input) { __typename "
+    "... on IncrementCounterSuccess { counter { value } } "
+    "... on IncrementCounterError { message } } }"
+)
+AUTH_WORDS = ("auth", "token", "unauthori", "forbidden", "credential", "jwt", "signature")
+
+# (op kind, sequence number) -> (token label, Authorization header value or None)
+TokenPolicy = Callable[[str, int], tuple[str, str | None]]
+
+
+class LoadDriver(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def history(self) -> History: ...
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    url: str
+    mode: Literal["open", "closed"] = "open"
+    rate: float = 40.0
+    concurrency: int = 8
+    max_in_flight: int = 256
+    timeout_s: float = 12.0
+    mix: tuple[tuple[str, float], ...] = (("query", 6.0), ("nested", 2.0), ("mutation", 2.0))
+    max_ops: int = 50_000
+    max_duration_s: float = 120.0
+    seed: int = 0
+    op_prefix: str = "op"
+    counter: str | None = None
+    path: str = "/graphql"
+    method: str = "POST"
+
+
+def request_for(kind: str, index: int, settings: LoadSettings) -> tuple[bytes, str | None]:
+    """The GraphQL request body of one operation and its ledger op id (writes only)."""
+    if kind == "query":
+        return json.dumps({"query": POSTS, "variables": {"limit": 5}}).encode(), None
+    if kind == "nested":
+        return json.dumps({"query": NESTED}).encode(), None
+    if kind == "mutation":
+        op_id = f"{settings.op_prefix}-{index}"
+        variables = {"input": {"opId": op_id, "client": settings.op_prefix, "amount": 1}}
+        return json.dumps({"query": RECORD, "variables": variables}).encode(), op_id
+    if kind == "increment":
+        variables = {"input": {"name": settings.counter or "default", "by": 1}}
+        return json.dumps({"query": INCREMENT, "variables": variables}).encode(), None
+    raise LoadError(f"unknown operation kind {kind!r}")
+
+
+def classify(kind: str, status: int, text: str) -> tuple[Outcome, str | None, bool]:
+    """(outcome, error text, refused by auth) of one complete HTTP answer."""
+    resp = parse_response(status, text)
+    write = kind in ("mutation", "increment")
+    message = "; ".join(resp.errors)[:300] or None
+    auth = status in (401, 403) or any(w in (message or "").lower() for w in AUTH_WORDS)
+    if status == 200 and not resp.errors and resp.data is not None:
+        if not write:
+            return "ok", None, False
+        payload = next(iter(resp.data.values()), None)
+        typename = payload.get("__typename", "") if isinstance(payload, dict) else ""
+        if typename.endswith("Success"):
+            return "ok", None, False
+        if typename.endswith("Error") and isinstance(payload, dict):
+            # The mutation function itself refused (e.g. a duplicate op id): nothing written.
+            return "fail", str(payload.get("message") or typename)[:300], False
+        return "info", f"unexpected mutation answer: {text[:200]}", False
+    if auth and status in (200, 401, 403):
+        return "fail", message or f"HTTP {status}", True
+    if not write or (status < 500 and status != 200):
+        # Reads never change anything; a 4xx write was refused before running.
+        return "fail", message or f"HTTP {status}", False
+    return "info", message or f"HTTP {status} without a message", False
+
+
+# uvicorn closes idle keep-alive connections after 5 s; a request written into one that is
+# being closed is lost in an ambiguous way, so idle connections are retired well before.
+IDLE_RETIRE_NS = 2_000_000_000
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = time.monotonic_ns()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str, bool]:
+    """Status, body and whether the server keeps the connection open."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("connection closed before a response")
+    parts = status_line.decode("latin-1").split(" ", 2)
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readline()
+                break
+            chunks.append(await reader.readexactly(size))
+            await reader.readline()
+        body = b"".join(chunks)
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:
+        body = await reader.read()
+        headers["connection"] = "close"
+    keep = headers.get("connection", "").lower() != "close"
+    return status, body.decode(errors="replace"), keep
+
+
+class GraphQLLoad:
+    """The load driver (LoadDriver protocol) for one FraiseQL endpoint."""
+
+    def __init__(self, settings: LoadSettings, guard: NetworkGuard, tokens: TokenPolicy) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(settings.url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise LoadError(f"expected an http:// URL, got {settings.url!r}")
+        if settings.mode == "open" and settings.rate <= 0:
+            raise LoadError("open-loop load needs a positive rate")
+        # The network rule, checked before any packet: lab address routed to the bridge.
+        self.host = guard.check(parts.hostname)
+        self.port = parts.port or 80
+        self.settings = settings
+        self.tokens = tokens
+        self._rng = random.Random(settings.seed)
+        kinds, weights = zip(*settings.mix, strict=True)
+        self._kinds: tuple[str, ...] = kinds
+        self._weights: tuple[float, ...] = weights
+        self._ops: list[Operation] = []
+        self._idle: list[_Connection] = []
+        self._in_flight = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.started_ns = 0
+        self.stopped_ns = 0
+
+    # ------------------------------------------------------------ LoadDriver
+    def start(self) -> None:
+        if self._thread is not None:
+            raise LoadError("the load driver was already started")
+        self._thread = threading.Thread(target=self._main, name="graphql-load", daemon=True)
+        self.started_ns = time.monotonic_ns()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.settings.timeout_s + 5)
+        self.stopped_ns = time.monotonic_ns()
+        if self._error is not None:
+            raise LoadError(f"the load driver failed: {self._error!r}") from self._error
+
+    def history(self) -> History:
+        return History(sorted(self._ops, key=lambda o: o.start_ns))
+
+    def wait(self) -> None:
+        """Block until the bounds (count or time) end the load."""
+        if self._thread is not None:
+            self._thread.join()
+        self.stop()
+
+    @property
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    # ------------------------------------------------------------ internals
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by stop(); the thread must not die silently
+            log.exception("load driver failed")
+            self._error = exc
+
+    async def _run(self) -> None:
+        deadline = self.started_ns + int(self.settings.max_duration_s * 1e9)
+        try:
+            if self.settings.mode == "open":
+                await self._open_loop(deadline)
+            else:
+                await self._closed_loop(deadline)
+        finally:
+            for conn in self._idle:
+                conn.close()
+
+    async def _open_loop(self, deadline: int) -> None:
+        interval = 1e9 / self.settings.rate
+        t0 = time.monotonic_ns()
+        tasks: set[asyncio.Task[None]] = set()
+        index = 0
+        while index < self.settings.max_ops and not self._stop.is_set():
+            due = t0 + int(index * interval)
+            if due >= deadline:
+                break
+            wait = due - time.monotonic_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
+            kind = self._pick()
+            if self._in_flight >= self.settings.max_in_flight:
+                self._ops.append(
+                    Operation(
+                        index,
+                        kind,
+                        due,
+                        time.monotonic_ns(),
+                        "fail",
+                        error="not sent: client in-flight limit reached",
+                    )
+                )
+            else:
+                task = asyncio.create_task(self._one(index, kind, due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            index += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.timeout_s + 1)
+
+    async def _closed_loop(self, deadline: int) -> None:
+        counter = iter(range(self.settings.max_ops))
+
+        async def worker() -> None:
+            for index in counter:
+                if self._stop.is_set() or time.monotonic_ns() >= deadline:
+                    return
+                await self._one(index, self._pick(), time.monotonic_ns())
+
+        await asyncio.gather(*(worker() for _ in range(self.settings.concurrency)))
+
+    def _pick(self) -> str:
+        return self._rng.choices(self._kinds, self._weights)[0]
+
+    async def _connect(self) -> _Connection:
+        now = time.monotonic_ns()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < IDLE_RETIRE_NS:
+                return conn
+            conn.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return _Connection(reader, writer)
+
+    async def _one(self, index: int, kind: str, due_ns: int) -> None:
+        body, op_id = request_for(kind, index, self.settings)
+        label, authorization = self.tokens(kind, index)
+        headers = [
+            f"{self.settings.method} {self.settings.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Content-Type: application/json",
+            "Accept: application/json",
+            f"Content-Length: {len(body)}",
+        ]
+        if authorization is not None:
+            headers.append(f"Authorization: {authorization}")
+        raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + body
+        write = kind in ("mutation", "increment")
+        self._in_flight += 1
+        sent_ns: int | None = None
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                try:
+                    conn = await self._connect()
+                except OSError as exc:
+                    self._record(
+                        index, kind, due_ns, "fail", None, f"connect: {exc}", None, op_id, label
+                    )
+                    return
+                sent_ns = time.monotonic_ns()
+                conn.writer.write(raw)
+                await conn.writer.drain()
+                status, text, keep = await _read_response(conn.reader)
+        except TimeoutError:
+            if conn is not None:
+                conn.close()
+            outcome: Outcome = "info" if (write and sent_ns is not None) else "fail"
+            self._record(
+                index,
+                kind,
+                due_ns,
+                outcome,
+                None,
+                f"no answer within {self.settings.timeout_s:g} s",
+                sent_ns,
+                op_id,
+                label,
+                timed_out=True,
+            )
+            return
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            if conn is not None:
+                conn.close()
+            outcome = "info" if write else "fail"
+            self._record(
+                index,
+                kind,
+                due_ns,
+                outcome,
+                None,
+                f"connection: {exc!r}"[:300],
+                sent_ns,
+                op_id,
+                label,
+            )
+            return
+        finally:
+            self._in_flight -= 1
+        if keep:
+            conn.idle_since = time.monotonic_ns()
+            self._idle.append(conn)
+        else:
+            conn.close()
+        outcome, error, auth = classify(kind, status, text)
+        self._record(
+            index, kind, due_ns, outcome, status, error, sent_ns, op_id, label, auth_rejected=auth
+        )
+
+    def _record(
+        self,
+        index: int,
+        kind: str,
+        due_ns: int,
+        outcome: Outcome,
+        status: int | None,
+        error: str | None,
+        sent_ns: int | None,
+        op_id: str | None,
+        token: str,
+        timed_out: bool = False,
+        auth_rejected: bool = False,
+    ) -> None:
+        self._ops.append(
+            Operation(
+                index=index,
+                kind=kind,
+                start_ns=due_ns,
+                end_ns=time.monotonic_ns(),
+                outcome=outcome,
+                status=status,
+                error=error,
+                sent_ns=sent_ns,
+                op_id=op_id,
+                token=token,
+                timed_out=timed_out,
+                auth_rejected=auth_rejected,
+            )
+        )
+
+
+def static_policy(authorization: str | None, label: str = "valid") -> TokenPolicy:
+    return lambda kind, index: (label, authorization)
+
+
+def summary(history: History) -> dict[str, Any]:
+    counts = {o: 0 for o in ("ok", "fail", "info")}
+    for op in history:
+        counts[op.outcome] += 1
+    return {"operations": len(history), **counts}
