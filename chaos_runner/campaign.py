@@ -28,8 +28,9 @@ from chaos_runner.scenario import Scenario
 log = logging.getLogger(__name__)
 
 
-class Terminated(Exception):
-    """SIGTERM: unwind so every `finally` heals what it injected."""
+class Terminated(BaseException):
+    """SIGTERM: unwind so every `finally` heals what it injected. A BaseException, like
+    KeyboardInterrupt, so no `except ChaosRunnerError` turns it into a scenario outcome."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -528,8 +528,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chaoslab: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("chaoslab: interrupted", file=sys.stderr)
+        print("chaoslab: interrupted (every injected fault was healed)", file=sys.stderr)
         return EXIT_ERROR
+    except BaseException as exc:
+        from chaos_runner.campaign import Terminated
+
+        if isinstance(exc, Terminated):
+            print("chaoslab: terminated (every injected fault was healed)", file=sys.stderr)
+            return EXIT_ERROR
+        raise
 
 
 if __name__ == "__main__":
