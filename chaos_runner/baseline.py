@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos_runner.metrics import BASELINE_METRICS, Estimate, Window, baseline_estimates
+from chaos_runner.metrics import BASELINE_METRICS, Window, baseline_estimates, median_p95
 
 KEEP_WINDOWS = 200
 
@@ -64,12 +64,9 @@ class BaselineStore:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
 
-    def stored(self, env: Environment, signature: str) -> dict[str, Estimate]:
+    def stored(self, env: Environment, signature: str) -> list[Window]:
         profile = self._read(env)["profiles"].get(signature)
-        if not profile:
-            return {}
-        windows = [Window(**w) for w in profile["windows"]]
-        return baseline_estimates(windows)
+        return [Window(**w) for w in profile["windows"]] if profile else []
 
     def add(self, env: Environment, signature: str, windows: list[Window]) -> None:
         data = self._read(env)
@@ -81,17 +78,31 @@ class BaselineStore:
         tmp.replace(self.path(env))
 
 
-def compare(
-    current: dict[str, Estimate], stored: dict[str, Estimate], factor: float = 3.0
-) -> str | None:
-    """Why the current baseline is not the environment's steady state, or None."""
-    cur, ref = current.get("p95_ms"), stored.get("p95_ms")
-    if cur is not None and ref is not None and cur.mean > max(factor * ref.mean, ref.ci_high + 20):
+def compare(current: list[Window], stored: list[Window], factor: float = 3.0) -> str | None:
+    """Why the current baseline is not this environment's steady state, or None. Medians of
+    the window p95s are compared, so one slow window does not decide."""
+    cur, ref = median_p95(current), median_p95(stored)
+    if cur is not None and ref is not None and cur > factor * ref + 20:
         return (
-            f"baseline p95 {cur.mean:.1f} ms is more than {factor:g}x the stored "
-            f"{ref.mean:.1f} ms of this environment"
+            f"baseline median window p95 {cur:.1f} ms is more than {factor:g}x (+20 ms) the "
+            f"stored {ref:.1f} ms of this environment ({len(stored)} stored windows)"
         )
     return None
 
 
-__all__ = ["BASELINE_METRICS", "BaselineStore", "Environment", "compare", "load_signature"]
+def stored_summary(stored: list[Window]) -> dict[str, Any]:
+    return {
+        "windows": len(stored),
+        "median_p95_ms": median_p95(stored),
+        **{k: v.as_dict() for k, v in baseline_estimates(stored).items()},
+    }
+
+
+__all__ = [
+    "BASELINE_METRICS",
+    "BaselineStore",
+    "Environment",
+    "compare",
+    "load_signature",
+    "stored_summary",
+]

@@ -16,11 +16,12 @@ from chaos_runner.metrics import (
     NS_PER_MS,
     NS_PER_S,
     CounterCheck,
-    Estimate,
     LedgerCheck,
+    Pooled,
     Slo,
     Window,
     percentile,
+    pooled,
 )
 from chaos_runner.scenario import Expect
 
@@ -45,7 +46,7 @@ class Evidence:
     valid_ops: list[Operation]
     probe_ops: list[Operation]
     windows: list[Window]
-    baseline: dict[str, Estimate]
+    baseline: Pooled
     slo: Slo
     fault_start_ns: int | None
     fault_end_ns: int | None
@@ -73,11 +74,6 @@ class Checker(Protocol):
 def _p95_ms(ops: list[Operation]) -> float | None:
     value = percentile([o.latency_ns for o in ops if o.outcome == "ok"], 95)
     return None if value is None else round(value / NS_PER_MS, 2)
-
-
-def _throughput(ops: list[Operation], start_ns: int, end_ns: int) -> float:
-    done = sum(1 for o in ops if o.outcome == "ok" and start_ns <= o.end_ns < end_ns)
-    return round(done * NS_PER_S / max(end_ns - start_ns, 1), 2)
 
 
 def common(ev: Evidence) -> list[CheckResult]:
@@ -161,19 +157,15 @@ def tolerate(ev: Evidence) -> list[CheckResult]:
             _examples(ops) if errors else f"{len(ops)} operations",
         )
     )
-    base_p95 = ev.baseline.get("p95_ms")
+    base_p95 = ev.baseline.p95_ms
     p95 = _p95_ms(ops)
     if base_p95 is not None:
-        limit = (
-            base_p95.mean + e.p95_budget_ms
-            if e.p95_budget_ms is not None
-            else base_p95.mean * e.p95_factor
-        )
-        how = (
-            f"baseline {base_p95.mean:.1f} + {e.p95_budget_ms:g} ms"
-            if e.p95_budget_ms is not None
-            else f"{e.p95_factor:g} x baseline {base_p95.mean:.1f} ms"
-        )
+        if e.p95_budget_ms is not None:
+            limit = base_p95 + e.p95_budget_ms
+            how = f"baseline {base_p95:.1f} + {e.p95_budget_ms:g} ms"
+        else:
+            limit = base_p95 * e.p95_factor
+            how = f"{e.p95_factor:g} x baseline {base_p95:.1f} ms"
         out.append(
             CheckResult(
                 "p95 during fault (ms)",
@@ -182,16 +174,19 @@ def tolerate(ev: Evidence) -> list[CheckResult]:
                 f"<= {limit:.1f} ({how})",
             )
         )
-    base_tp = ev.baseline.get("throughput")
-    if base_tp is not None and ev.fault_start_ns is not None and ev.fault_end_ns is not None:
-        tp = _throughput(ev.valid_ops, ev.fault_start_ns, ev.fault_end_ns)
-        need = e.throughput_min * base_tp.mean
+    if ev.fault_start_ns is not None and ev.fault_end_ns is not None and ev.baseline.offered:
+        during = pooled(ev.valid_ops, ev.fault_start_ns, ev.fault_end_ns)
+        # Compare like with like: what completed per request offered (probes with bad
+        # tokens are not part of the valid load, and an open loop offers a fixed rate).
+        scale = during.offered / ev.baseline.offered
+        need = e.throughput_min * ev.baseline.throughput * scale
         out.append(
             CheckResult(
                 "throughput during fault (ops/s)",
-                tp >= need,
-                tp,
-                f">= {need:.1f} ({e.throughput_min:g} x baseline {base_tp.mean:.1f})",
+                during.throughput >= need,
+                during.throughput,
+                f">= {need:.1f} ({e.throughput_min:g} x baseline {ev.baseline.throughput:.1f}"
+                f" x offered {during.offered:.1f}/{ev.baseline.offered:.1f})",
             )
         )
     return out

@@ -78,12 +78,14 @@ class LoadSettings:
     seed: int = 0
     op_prefix: str = "op"
     counter: str | None = None
-    path: str = "/graphql"
-    method: str = "POST"
+    path: str = "/"  # of `get` operations
 
 
 def request_for(kind: str, index: int, settings: LoadSettings) -> tuple[bytes, str | None]:
-    """The GraphQL request body of one operation and its ledger op id (writes only)."""
+    """The GraphQL request body of one operation and its ledger op id (writes only).
+    `get` is a plain GET of settings.path (static endpoints, for benchmarks)."""
+    if kind == "get":
+        return b"", None
     if kind == "query":
         return json.dumps({"query": POSTS, "variables": {"limit": 5}}).encode(), None
     if kind == "nested":
@@ -100,6 +102,8 @@ def request_for(kind: str, index: int, settings: LoadSettings) -> tuple[bytes, s
 
 def classify(kind: str, status: int, text: str) -> tuple[Outcome, str | None, bool]:
     """(outcome, error text, refused by auth) of one complete HTTP answer."""
+    if kind == "get":
+        return ("ok", None, False) if status == 200 else ("fail", f"HTTP {status}", False)
     resp = parse_response(status, text)
     write = kind in ("mutation", "increment")
     message = "; ".join(resp.errors)[:300] or None
@@ -307,8 +311,9 @@ class GraphQLLoad:
     async def _one(self, index: int, kind: str, due_ns: int) -> None:
         body, op_id = request_for(kind, index, self.settings)
         label, authorization = self.tokens(kind, index)
+        method, path = ("GET", self.settings.path) if kind == "get" else ("POST", "/graphql")
         headers = [
-            f"{self.settings.method} {self.settings.path} HTTP/1.1",
+            f"{method} {path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
             "Content-Type: application/json",
             "Accept: application/json",

@@ -213,6 +213,49 @@ def estimate(values: Sequence[float]) -> Estimate:
 BASELINE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "error_rate", "throughput")
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """One phase's operations taken together (what a KPI ratio compares)."""
+
+    operations: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    throughput: float
+    offered: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pooled(ops: Sequence[Operation], start_ns: int, end_ns: int) -> Pooled:
+    """Latency percentiles of the successful operations that started in [start, end);
+    throughput = successful completions per second in it; offered = starts per second."""
+    span = max(end_ns - start_ns, 1) / NS_PER_S
+    started = [o for o in ops if start_ns <= o.start_ns < end_ns]
+    latencies = [o.latency_ns for o in started if o.outcome == "ok"]
+    done = sum(1 for o in ops if o.outcome == "ok" and start_ns <= o.end_ns < end_ns)
+
+    def pct(p: float) -> float | None:
+        value = percentile(latencies, p)
+        return None if value is None else _ms(value)
+
+    return Pooled(
+        len(started),
+        pct(50),
+        pct(95),
+        pct(99),
+        round(done / span, 3),
+        round(len(started) / span, 3),
+    )
+
+
+def median_p95(ws: Sequence[Window]) -> float | None:
+    """The typical window p95: robust to one slow window (a GC pause, a reconnect)."""
+    values = [w.p95_ms for w in ws if w.p95_ms is not None]
+    return statistics.median(values) if values else None
+
+
 def baseline_estimates(base_windows: Sequence[Window]) -> dict[str, Estimate]:
     """Per-metric estimate across baseline windows. A window without successful operations
     has no latency; it still counts for error rate and throughput."""

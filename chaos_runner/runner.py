@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_runner.baseline import BaselineStore, Environment, compare, load_signature
+from chaos_runner.baseline import (
+    BaselineStore,
+    Environment,
+    compare,
+    load_signature,
+    stored_summary,
+)
 from chaos_runner.checkers import Evidence, judge
 from chaos_runner.config import RunnerConfig
 from chaos_runner.errors import ChaosRunnerError
@@ -27,11 +33,13 @@ from chaos_runner.ledger import LedgerStore
 from chaos_runner.load import GraphQLLoad, LoadSettings
 from chaos_runner.metrics import (
     NS_PER_S,
+    Pooled,
     Slo,
     baseline_estimates,
     bite_ns,
     counter_check,
     ledger_check,
+    pooled,
     recovery_ns,
     windows,
 )
@@ -262,17 +270,19 @@ def run_attempt(scenario: Scenario, ctx: RunContext, attempt: int) -> dict[str, 
             : int(w.baseline_s * 1000 // w.window_ms)
         ]
         estimates = baseline_estimates(base_windows)
+        base = pooled(valid_now, base_start, base_end)
         result["baseline"] = {k: v.as_dict() for k, v in estimates.items()}
+        result["baseline_pooled"] = base.as_dict()
         result["baseline_windows"] = len(base_windows)
         signature = load_signature(_load_profile(scenario))
         stored = ctx.baselines.stored(ctx.environment, signature)
-        result["stored_baseline"] = {k: v.as_dict() for k, v in stored.items()}
-        unhealthy = _baseline_problem(base_windows, estimates, stored, ctx.config.baseline_factor)
-        if unhealthy:
-            result.update(outcome="baseline-not-met", reason=unhealthy)
+        result["stored_baseline"] = stored_summary(stored) if len(stored) >= 2 else None
+        unhealthy = _baseline_problem(base_windows, stored, ctx.config.baseline_factor)
+        if unhealthy or base.p95_ms is None:
+            result.update(outcome="baseline-not-met", reason=unhealthy or "no successful operation")
             return result
         ctx.baselines.add(ctx.environment, signature, base_windows)
-        base_p95 = estimates["p95_ms"].mean
+        base_p95 = base.p95_ms
         slo = Slo(
             p95_ms=doc.expect.slo_p95_ms or max(doc.expect.p95_factor * base_p95, base_p95 + 25)
         )
@@ -350,7 +360,7 @@ def run_attempt(scenario: Scenario, ctx: RunContext, attempt: int) -> dict[str, 
             history,
             timeline,
             slo,
-            estimates,
+            base,
             ledger,
             counter_before,
             sampled,
@@ -386,17 +396,13 @@ def _sleep(seconds: float) -> None:
     time.sleep(max(0.0, seconds))
 
 
-def _baseline_problem(
-    base_windows: list[Any], estimates: dict[str, Any], stored: dict[str, Any], factor: float
-) -> str | None:
+def _baseline_problem(base_windows: list[Any], stored: list[Any], factor: float) -> str | None:
     if len(base_windows) < 10:
         return f"only {len(base_windows)} baseline windows (need >= 10)"
     failed = sum(w.fail + w.info for w in base_windows)
     if failed:
         return f"{failed} operations failed during the baseline"
-    if "p95_ms" not in estimates:
-        return "no successful operation in the baseline windows"
-    return compare(estimates, stored, factor)
+    return compare(base_windows, stored, factor)
 
 
 def _build_faults(scenario: Scenario, ctx: RunContext, switch: TokenSwitch) -> list[Any]:
@@ -453,7 +459,7 @@ def _conclude(
     history: History,
     timeline: Timeline,
     slo: Slo,
-    estimates: dict[str, Any],
+    base: Pooled,
     ledger: LedgerStore,
     counter_before: int | None,
     sampled: list[Any],
@@ -488,7 +494,7 @@ def _conclude(
         valid_ops=valid,
         probe_ops=probes,
         windows=all_windows,
-        baseline=estimates,
+        baseline=base,
         slo=slo,
         fault_start_ns=fault_start,
         fault_end_ns=heal_start or timeline.first("hold-end") or timeline.first("abort"),
@@ -532,6 +538,7 @@ def _conclude(
             )
             if fault_ops
             else None,
+            **_delay_ratio(result["faults"], base, fault_ops),
             "max_rss_mb": evidence.max_rss_mb,
             "restarts": seen_restarts,
         },
@@ -540,6 +547,18 @@ def _conclude(
         counter=counter_result.as_dict() if counter_result else None,
     )
     return result
+
+
+def _delay_ratio(
+    faults: list[dict[str, Any]], base: Pooled, ops: list[Operation]
+) -> dict[str, Any]:
+    """Latency against injected delay: how many delayed round trips a request paid."""
+    delay = sum(float(f["params"].get("delay_ms", 0)) for f in faults if f["kind"] == "net.delay")
+    during = _pct_ms(ops, 50)
+    if not delay or during is None or base.p50_ms is None:
+        return {}
+    added = during - base.p50_ms
+    return {"added_p50_ms": round(added, 1), "delayed_round_trips": round(added / delay, 2)}
 
 
 def _pct_ms(ops: list[Operation], p: float) -> float | None:
@@ -559,29 +578,36 @@ def _write_history(
     result["history_file"] = name
 
 
-def run_scenario(scenario: Scenario, ctx: RunContext) -> dict[str, Any]:
-    """Attempts until there is a verdict (up to config.attempts); a deviated verdict is
-    confirmed by another attempt when configured; disagreeing verdicts are `flaky`."""
+Attempt = Callable[[Scenario, RunContext, int], dict[str, Any]]
+
+
+def run_scenario(
+    scenario: Scenario, ctx: RunContext, attempt_fn: Attempt | None = None
+) -> dict[str, Any]:
+    """Attempts until there is a verdict (at most config.attempts). A deviation is confirmed
+    by another attempt when configured; attempts that disagree make the result `flaky` and
+    the majority decides."""
+    attempt_fn = attempt_fn or run_attempt
     attempts: list[dict[str, Any]] = []
-    limit = ctx.config.attempts
-    while len(attempts) < limit:
-        attempt = run_attempt(scenario, ctx, len(attempts) + 1)
+    while len(attempts) < ctx.config.attempts:
+        attempt = attempt_fn(scenario, ctx, len(attempts) + 1)
         attempts.append(attempt)
         ctx.progress(scenario.id, f"attempt {attempt['attempt']}: {attempt['outcome']}")
-        verdicts = [a["outcome"] for a in attempts if a["outcome"] in VERDICTS]
-        if attempt["outcome"] == "skipped":
-            break
-        if attempt["outcome"] in NO_VERDICT and attempt["outcome"] != "error":
-            continue
-        if attempt["outcome"] == "error":
-            continue
-        if attempt["outcome"] == "passed" and "deviated" not in verdicts:
-            break
-        if attempt["outcome"] == "deviated" and not ctx.config.confirm_deviations:
-            break
-        if len(verdicts) >= 2 and verdicts.count(verdicts[-1]) >= 2:
+        if _settled(attempts, ctx.config.confirm_deviations):
             break
     return summarize_attempts(scenario.id, attempts)
+
+
+def _settled(attempts: list[dict[str, Any]], confirm_deviations: bool) -> bool:
+    last = attempts[-1]["outcome"]
+    if last == "skipped":
+        return True
+    if last not in VERDICTS:
+        return False  # no verdict: try again
+    verdicts = [a["outcome"] for a in attempts if a["outcome"] in VERDICTS]
+    if len(verdicts) == 1:
+        return last == "passed" or not confirm_deviations
+    return verdicts.count(last) >= 2
 
 
 def summarize_attempts(scenario_id: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:

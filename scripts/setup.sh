@@ -16,6 +16,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 haproxy nginx-light redis-server redis-tools
   python3 python3-venv python3-apt
   libnetfilter-queue-dev
+  wrk                        # benchmarks/load_driver.py compares the load driver with it
 )
 
 missing=()

@@ -1,0 +1,296 @@
+"""The first slice of the catalog, run end to end on the lab by the real CLI.
+
+These tests check the runner's *measurements* against independent evidence (PostgreSQL's
+own log and tables, the injected parameters, the fault agents), not FraiseQL's verdicts:
+a `deviated` scenario is a finding about FraiseQL, not a failure of the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chaos_runner.faults import FaultClient, artifacts_left
+from chaos_runner.history import History
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CHAOSLAB = [sys.executable, "-m", "chaos_runner.cli"]
+PG_LOG = Path("/srv/chaoslab/db1/log/postgresql.log")
+VERDICT_OR_REASON = {"passed", "deviated", "skipped", "aborted"}
+
+
+def chaoslab(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CHAOSLAB, *args], cwd=REPO, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def slice_run(lab, tmp_path_factory) -> tuple[dict, Path]:
+    """One run of the whole slice (one attempt each: CI time), shared by the tests below."""
+    runs = tmp_path_factory.mktemp("runs")
+    config = runs / "config.yml"
+    config.write_text(yaml.safe_dump({"attempts": 1}))
+    proc = chaoslab(
+        "run",
+        "slice",
+        "--runs-dir",
+        str(runs),
+        "--config",
+        str(config),
+        "--seed",
+        "7",
+        timeout=1200,
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    return json.loads((run_dir / "journal.json").read_text()), run_dir
+
+
+def attempt(journal: dict, scenario: str) -> dict:
+    (summary,) = [s for s in journal["scenarios"] if s["scenario"] == scenario]
+    return summary["attempts"][-1]
+
+
+def history(run_dir: Path, a: dict) -> History:
+    return History.read_jsonl(run_dir / a["history_file"])
+
+
+def to_monotonic(a: dict, wall: datetime) -> int:
+    anchor = a["anchor"]
+    return anchor["monotonic_ns"] + int(wall.timestamp() * 1e9) - anchor["wall_ns"]
+
+
+def pg_events(a: dict, needle: str) -> list[int]:
+    """Monotonic times of PostgreSQL log lines containing `needle` during the attempt."""
+    out = []
+    for line in PG_LOG.read_text(errors="replace").splitlines():
+        if needle not in line:
+            continue
+        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        ns = to_monotonic(a, stamp)
+        if a["timeline"][0]["ns"] <= ns <= a["timeline"][-1]["ns"]:
+            out.append(ns)
+    return out
+
+
+def event(a: dict, name: str) -> int:
+    return next(e["ns"] for e in a["timeline"] if e["event"] == name)
+
+
+# ------------------------------------------------------------------ the run as a whole
+
+
+def test_every_slice_scenario_ends_with_a_verdict_and_its_evidence(slice_run):
+    journal, run_dir = slice_run
+    ids = {s["scenario"] for s in journal["scenarios"]}
+    assert ids == {
+        "net.db-stopped",
+        "net.db-blackhole",
+        "net.loss-5",
+        "net.latency-constant",
+        "db.lost-update",
+        "res.app-cpu-throttle",
+        "res.app-pause",
+        "auth.jwks-500",
+        "auth.bypass",
+    }
+    for s in journal["scenarios"]:
+        assert s["outcome"] in VERDICT_OR_REASON, (s["scenario"], s["outcome"], s["reason"])
+        a = s["attempts"][-1]
+        if s["outcome"] in ("passed", "deviated"):
+            assert a["checks"], s["scenario"]
+            assert a["baseline_windows"] >= 10
+            assert len(history(run_dir, a)) > 50
+        for fault in a["faults"]:
+            assert fault["mechanism"], fault  # every report says what produced the fault
+    # Reports exist and regenerate from the journal alone, identically.
+    table = (run_dir / "summary.txt").read_text()
+    root = ET.parse(run_dir / "junit.xml").getroot()
+    assert root.get("tests") == "9"
+    for path in (run_dir / "summary.txt", run_dir / "junit.xml"):
+        path.unlink()
+    proc = chaoslab("report", str(run_dir))
+    assert proc.returncode in (0, 1), proc.stderr
+    assert (run_dir / "summary.txt").read_text() == table
+    assert ET.parse(run_dir / "junit.xml").getroot().get("tests") == "9"
+    assert sorted(p.stem for p in (run_dir / "scenarios").glob("*.json")) == sorted(ids)
+
+
+def test_injected_delay_shows_up_in_latency(slice_run):
+    journal, run_dir = slice_run
+    a = attempt(journal, "net.latency-constant")
+    (fault,) = a["faults"]
+    assert fault["mechanism"] in ("netem", "nfqueue")
+    delay_ms = fault["params"]["delay_ms"]
+    ops = [o for o in history(run_dir, a) if o.outcome == "ok" and o.token == "valid"]
+    during = sorted(
+        o.latency_ns / 1e6
+        for o in ops
+        if event(a, "fault-holding") <= o.start_ns < event(a, "heal-start")
+    )
+    before = sorted(o.latency_ns / 1e6 for o in ops if o.start_ns < event(a, "inject-start"))
+    assert during and before
+    # Every database round trip pays the delay once: the fastest request during the fault
+    # is at least one delay slower than the median before it; none took longer than the
+    # client's timeout (it would not be `ok`).
+    assert during[0] >= before[len(before) // 2] + 0.95 * delay_ms
+    assert during[-1] < 15_000
+    ratio = a["metrics"]["delayed_round_trips"]
+    median_added = during[len(during) // 2] - before[len(before) // 2]
+    assert ratio == pytest.approx(median_added / delay_ms, abs=0.05)
+    # After the heal, latency returns to the baseline range.
+    after = sorted(o.latency_ns / 1e6 for o in ops if o.start_ns > event(a, "heal-end") + 2e9)
+    assert after and after[len(after) // 2] < before[len(before) // 2] + delay_ms / 4
+
+
+def test_bite_and_recovery_agree_with_the_postgresql_log(slice_run):
+    journal, run_dir = slice_run
+    a = attempt(journal, "net.db-stopped")
+    shutdown = pg_events(a, "received fast shutdown request")
+    ready = pg_events(a, "database system is ready to accept connections")
+    assert len(shutdown) == 1 and len(ready) == 1, (shutdown, ready)
+    injected = event(a, "injected")
+    bite = a["metrics"]["bite_ns"]
+    # The fault timeline and PostgreSQL agree on when the stop happened...
+    assert abs(shutdown[0] - injected) <= 0.5e9
+    # ...and the runner saw the fault bite when PostgreSQL went down.
+    assert abs(bite - shutdown[0]) <= 0.5e9, (bite - shutdown[0]) / 1e9
+    # PostgreSQL is back after the heal; the runner's recovery is measured from there on
+    # and the first success after the heal comes within 0.5 s of PostgreSQL's readiness
+    # (or as soon as FraiseQL's pool reconnects, whichever is later, reported as measured).
+    heal_start, heal_end = event(a, "heal-start"), event(a, "heal-end")
+    assert heal_start - 0.5e9 <= ready[0] <= heal_end + 0.5e9
+    ops = history(run_dir, a)
+    first_ok = min(o.end_ns for o in ops if o.outcome == "ok" and o.start_ns >= heal_start)
+    app_back = [t for t in pg_events(a, "connection authorized: user=fraiseql") if t >= ready[0]]
+    assert app_back, "FraiseQL never reconnected according to PostgreSQL"
+    assert abs(first_ok - app_back[0]) <= 0.5e9, (first_ok - app_back[0]) / 1e9
+    recovery = a["metrics"]["recovery_ns"]
+    assert recovery is not None
+    window = 0.25e9
+    assert first_ok - window <= recovery + window  # recovery starts with the first good window
+
+
+def test_lost_update_counter_matches_postgresql(slice_run, db_admin):
+    journal, run_dir = slice_run
+    a = attempt(journal, "db.lost-update")
+    counter = a["counter"]
+    (value,) = db_admin.execute(
+        "SELECT value FROM core.tb_counter WHERE name = 'chaos-lost-update'"
+    ).fetchone()
+    assert counter["after"] == value
+    increments = [o for o in history(run_dir, a) if o.kind == "increment"]
+    assert counter["acknowledged"] == sum(1 for o in increments if o.outcome == "ok") > 100
+
+
+def test_ledger_check_matches_postgresql_row_by_row(slice_run, db_admin):
+    journal, run_dir = slice_run
+    a = attempt(journal, "auth.bypass")
+    writes = [o for o in history(run_dir, a) if o.op_id]
+    present = {
+        r[0]
+        for r in db_admin.execute(
+            "SELECT op_id FROM core.tb_ledger WHERE op_id = ANY(%s)", ([o.op_id for o in writes],)
+        ).fetchall()
+    }
+    assert a["ledger"]["acknowledged"] == sum(1 for o in writes if o.outcome == "ok")
+    bad = [o for o in writes if o.token != "valid"]
+    assert bad and not {o.op_id for o in bad} & present  # no bad-token write executed
+    assert {o.op_id for o in writes if o.outcome == "ok"} <= present
+
+
+def test_pause_is_seen_as_client_timeouts_and_ends_with_sigcont(slice_run):
+    journal, run_dir = slice_run
+    a = attempt(journal, "res.app-pause")
+    ops = history(run_dir, a)
+    holding, heal = event(a, "fault-holding"), event(a, "heal-start")
+    frozen = [o for o in ops if holding + 0.5e9 <= o.start_ns < heal - 2.5e9]
+    assert frozen and all(o.outcome != "ok" and o.timed_out for o in frozen)
+    assert a["metrics"]["recovery_s"] is not None and a["metrics"]["recovery_s"] < 5
+
+
+# ------------------------------------------------------------------ killed runner
+
+
+def _scenario_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "scenarios"
+    directory.mkdir()
+    (directory / "net.kill-test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "id": "net.kill-test",
+                "phase": 1,
+                "description": "a partition held long enough to kill the runner during it",
+                "faults": [
+                    {
+                        "kind": "net.partition",
+                        "host": "app1",
+                        "ttl_s": 9,
+                        "params": {"peer": "@proxy1"},
+                    },
+                ],
+                "load": {"rate": 10, "timeout_s": 3, "mix": {"query": 1}},
+                "windows": {"settle_s": 0.5, "baseline_s": 2.5, "hold_s": 8, "recovery_s": 6},
+                "expect": {"class": "fail-fast"},
+            }
+        )
+    )
+    return directory
+
+
+def _start_and_wait_for_injection(tmp_path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            *CHAOSLAB,
+            "run",
+            "net.kill-test",
+            "--scenarios",
+            str(_scenario_dir(tmp_path)),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if ": hold " in line:
+            return proc
+    raise AssertionError(f"the runner never reached the hold phase (rc={proc.wait()})")
+
+
+def _left(lab) -> list[str]:
+    with FaultClient(lab) as client:
+        return artifacts_left(client.artifacts("app1"))
+
+
+def test_sigterm_mid_scenario_heals_from_finally(lab, tmp_path):
+    proc = _start_and_wait_for_injection(tmp_path)
+    assert _left(lab), "the fault should be in place during the hold"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 2
+    assert _left(lab) == []
+
+
+def test_sigkill_mid_scenario_is_healed_by_the_on_host_expiry(lab, tmp_path):
+    proc = _start_and_wait_for_injection(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _left(lab), "nothing healed the fault yet: only the expiry will"
+    deadline = time.monotonic() + 20
+    while _left(lab) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _left(lab) == []

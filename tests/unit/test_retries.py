@@ -1,0 +1,122 @@
+"""Retry policy: attempts until a verdict, deviations confirmed, disagreement = flaky."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chaos_runner.config import RunnerConfig
+from chaos_runner.report import exit_code, junit, table
+from chaos_runner.runner import RunContext, run_scenario
+from chaos_runner.scenario import Catalog
+
+
+def scripted(outcomes: list[str]):
+    calls = []
+
+    def attempt(scenario, ctx, number):
+        calls.append(number)
+        return {
+            "scenario": scenario.id,
+            "attempt": number,
+            "outcome": outcomes[number - 1],
+            "reason": f"attempt {number}",
+            "timeline": [],
+            "faults": [],
+        }
+
+    return attempt, calls
+
+
+def ctx(attempts: int = 3, confirm: bool = True) -> RunContext:
+    return RunContext(
+        state=None,  # type: ignore[arg-type]  (the retry policy never touches the lab)
+        config=RunnerConfig(attempts=attempts, confirm_deviations=confirm),
+        faults=None,  # type: ignore[arg-type]
+        run_dir=Path("/nonexistent"),
+        environment=None,  # type: ignore[arg-type]
+        baselines=None,  # type: ignore[arg-type]
+        seed=1,
+    )
+
+
+SCENARIO = Catalog.load().scenarios["net.db-stopped"]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "tries", "final", "flaky"),
+    [
+        (["passed"], 1, "passed", False),
+        (["deviated", "deviated"], 2, "deviated", False),
+        (["deviated", "passed", "passed"], 3, "passed", True),
+        (["deviated", "passed", "deviated"], 3, "deviated", True),
+        (["baseline-not-met", "passed"], 2, "passed", False),
+        (["error", "fault-not-effective", "error"], 3, "error", False),
+        (["skipped"], 1, "skipped", False),
+        (["aborted", "aborted", "aborted"], 3, "aborted", False),
+    ],
+)
+def test_attempts_until_a_settled_verdict(outcomes, tries, final, flaky):
+    attempt, calls = scripted(outcomes)
+    result = run_scenario(SCENARIO, ctx(), attempt)
+    assert calls == list(range(1, tries + 1))
+    assert (result["outcome"], result["flaky"]) == (final, flaky)
+    assert len(result["attempts"]) == tries  # every attempt is kept
+
+
+def test_without_confirmation_a_deviation_stands_alone():
+    attempt, calls = scripted(["deviated", "passed"])
+    assert run_scenario(SCENARIO, ctx(confirm=False), attempt)["outcome"] == "deviated"
+    assert calls == [1]
+
+
+def test_one_attempt_configured_means_one_attempt():
+    attempt, calls = scripted(["error", "passed"])
+    assert run_scenario(SCENARIO, ctx(attempts=1), attempt)["outcome"] == "error"
+    assert calls == [1]
+
+
+def _journal(*outcomes: str) -> dict:
+    return {
+        "run_id": "r",
+        "scenarios": [
+            {
+                "scenario": f"x.s{i}",
+                "outcome": o,
+                "flaky": False,
+                "reason": "",
+                "chosen_attempt": 1,
+                "attempts": [{"attempt": 1, "outcome": o, "timeline": [], "faults": []}],
+            }
+            for i, o in enumerate(outcomes)
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "code"),
+    [
+        (["passed", "skipped"], 0),
+        (["passed", "deviated"], 1),
+        (["aborted"], 1),
+        (["deviated", "error"], 2),
+        (["baseline-not-met"], 2),
+        ([], 2),
+    ],
+)
+def test_exit_codes(outcomes, code):
+    assert exit_code(_journal(*outcomes)) == code
+
+
+def test_junit_marks_deviations_as_failures_and_lab_trouble_as_errors():
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(junit(_journal("passed", "deviated", "error", "skipped")))
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
+        "4",
+        "1",
+        "1",
+        "1",
+    )
+    assert "x.s1" in table(_journal("passed", "deviated"))
