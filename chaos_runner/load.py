@@ -326,78 +326,36 @@ class GraphQLLoad:
         self._in_flight += 1
         sent_ns: int | None = None
         conn: _Connection | None = None
+        status: int | None = None
+        text = ""
+        keep = False
+        timed_out = False
+        failure: str | None = None
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                try:
-                    conn = await self._connect()
-                except OSError as exc:
-                    self._record(
-                        index, kind, due_ns, "fail", None, f"connect: {exc}", None, op_id, label
-                    )
-                    return
+                conn = await self._connect()
                 sent_ns = time.monotonic_ns()
                 conn.writer.write(raw)
                 await conn.writer.drain()
                 status, text, keep = await _read_response(conn.reader)
         except TimeoutError:
-            if conn is not None:
-                conn.close()
-            outcome: Outcome = "info" if (write and sent_ns is not None) else "fail"
-            self._record(
-                index,
-                kind,
-                due_ns,
-                outcome,
-                None,
-                f"no answer within {self.settings.timeout_s:g} s",
-                sent_ns,
-                op_id,
-                label,
-                timed_out=True,
-            )
-            return
+            timed_out = True
+            failure = f"no answer within {self.settings.timeout_s:g} s"
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
-            if conn is not None:
-                conn.close()
-            outcome = "info" if write else "fail"
-            self._record(
-                index,
-                kind,
-                due_ns,
-                outcome,
-                None,
-                f"connection: {exc!r}"[:300],
-                sent_ns,
-                op_id,
-                label,
-            )
-            return
+            failure = f"{'connection' if sent_ns else 'connect'}: {exc!r}"[:300]
         finally:
             self._in_flight -= 1
-        if keep:
+        if conn is not None and keep and failure is None:
             conn.idle_since = time.monotonic_ns()
             self._idle.append(conn)
-        else:
+        elif conn is not None:
             conn.close()
-        outcome, error, auth = classify(kind, status, text)
-        self._record(
-            index, kind, due_ns, outcome, status, error, sent_ns, op_id, label, auth_rejected=auth
-        )
-
-    def _record(
-        self,
-        index: int,
-        kind: str,
-        due_ns: int,
-        outcome: Outcome,
-        status: int | None,
-        error: str | None,
-        sent_ns: int | None,
-        op_id: str | None,
-        token: str,
-        timed_out: bool = False,
-        auth_rejected: bool = False,
-    ) -> None:
+        auth = False
+        if failure is None and status is not None:
+            outcome, error, auth = classify(kind, status, text)
+        else:
+            # Unsent: nothing happened. Sent without an answer: a write's effect is unknown.
+            outcome, error = ("info" if write and sent_ns is not None else "fail"), failure
         self._ops.append(
             Operation(
                 index=index,
@@ -409,9 +367,9 @@ class GraphQLLoad:
                 error=error,
                 sent_ns=sent_ns,
                 op_id=op_id,
-                token=token,
+                token=label,
                 timed_out=timed_out,
-                auth_rejected=auth_rejected,
+                auth_rejected=auth,
             )
         )
 

@@ -42,10 +42,10 @@ def slice_run(lab, tmp_path_factory) -> tuple[dict, Path]:
     config = runs / "config.yml"
     config.write_text(yaml.safe_dump({"attempts": 1}))
     proc = chaoslab(
-        "run",
-        "slice",
         "--runs-dir",
         str(runs),
+        "run",
+        "slice",
         "--config",
         str(config),
         "--seed",
@@ -253,12 +253,12 @@ def _start_and_wait_for_injection(tmp_path: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             *CHAOSLAB,
+            "--runs-dir",
+            str(tmp_path / "runs"),
             "run",
             "net.kill-test",
             "--scenarios",
             str(_scenario_dir(tmp_path)),
-            "--runs-dir",
-            str(tmp_path / "runs"),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
