@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def start_nginx(lab: LabState, root: Path) -> int:
+    root.chmod(0o755)  # nginx workers drop root privileges and must read the file
     (root / "www").mkdir()
     (root / "www" / "ping.json").write_text('{"ok": true, "pad": "' + "x" * 200 + '"}\n')
     address = lab.guard.check(lab.hosts[HOST]["address"])
@@ -74,6 +75,8 @@ def wrk(url: str, connections: int, seconds: int) -> tuple[float, float]:
         text=True,
         check=True,
     ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw error answers, the comparison would be meaningless:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     assert p50, out
