@@ -18,12 +18,13 @@ from typing import Any, TextIO
 
 from chaos_runner.baseline import BaselineStore, Environment
 from chaos_runner.config import RunnerConfig
+from chaos_runner.errors import PlaybookFailed
 from chaos_runner.faults import FaultClient, FaultSpec
 from chaos_runner.lab import LabState
 from chaos_runner.playbooks import run_playbook
 from chaos_runner.report import exit_code, table, write_journal, write_reports
 from chaos_runner.runner import RunContext, run_scenario
-from chaos_runner.scenario import Scenario
+from chaos_runner.scenario import Scenario, resolve_params
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,20 @@ def ansible_transport(state: LabState, run_dir: Path) -> Any:
             extravars=extravars,
             limit=spec.host,
         )
+        # Ansible's own events, stamped on the history's clock when the runner got them:
+        # the fault timeline of this transport.
         answer: dict[str, Any] = {
             "id": spec.id,
             "playbook_rc": result.rc,
-            "events": [e.monotonic_ns for e in result.events][-1:],
+            "ansible_events": [
+                {"ns": e.monotonic_ns, "event": f"ansible:{e.event}", "task": e.task}
+                for e in result.events
+                if e.task and not e.task.startswith("Gathering")
+            ],
         }
         for event in result.events:
-            if event.task and event.task.startswith(("Inject", "Heal")) and event.message:
-                answer["message"] = event.message
+            if event.event == "runner_on_ok" and (event.task or "").startswith(("Inject", "Heal")):
+                answer["applied_ns"] = event.monotonic_ns
         if action == "inject":
             # The agent records the mechanism; ask it (fast path is read-only here).
             answer["mechanism"] = next(
@@ -171,6 +178,7 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
     """Check mode of every fault of the selection through playbooks/fault.yml: arguments,
     reachability and the role's checks run; nothing is injected."""
     run_id, run_dir = new_run_dir(runs_dir, "dry-run")
+    addresses = {h: v["address"] for h, v in state.hosts.items()}
     failures = 0
     for scenario in scenarios:
         for i, step in enumerate(scenario.doc.faults):
@@ -180,25 +188,25 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
                     file=stream,
                 )
                 continue
-            result = run_playbook(
-                "fault",
-                inventory=state.settings.inventory,
-                artifacts_dir=run_dir / "ansible" / f"{scenario.id}-{i}",
-                extravars={
-                    "fault_action": "inject",
-                    "fault_kind": step.kind,
-                    "fault_params": step.params,
-                    "fault_ttl_s": 30,
-                    "lab_state_dir": str(state.settings.state_dir),
-                },
-                limit=step.host,
-                check=True,
-            )
-            ok = result.rc == 0
-            failures += not ok
-            print(
-                f"{scenario.id}: {step.kind} on {step.host}: check mode {'ok' if ok else 'FAILED'}",
-                file=stream,
-            )
+            try:
+                run_playbook(
+                    "fault",
+                    inventory=state.settings.inventory,
+                    artifacts_dir=run_dir / "ansible" / f"{scenario.id}-{i}",
+                    extravars={
+                        "fault_action": "inject",
+                        "fault_kind": step.kind,
+                        "fault_params": resolve_params(step.params, addresses),
+                        "fault_ttl_s": 30,
+                        "lab_state_dir": str(state.settings.state_dir),
+                    },
+                    limit=step.host,
+                    check=True,
+                )
+                verdict = "check mode ok"
+            except PlaybookFailed as exc:
+                failures += 1
+                verdict = f"check mode FAILED: {'; '.join(exc.failures) or exc}"
+            print(f"{scenario.id}: {step.kind} on {step.host}: {verdict}", file=stream)
     print(f"dry run {run_id}: {len(scenarios)} scenario(s), nothing injected", file=stream)
     return 0 if not failures else 2

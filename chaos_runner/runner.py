@@ -44,7 +44,7 @@ from chaos_runner.metrics import (
     windows,
 )
 from chaos_runner.sampling import ProcessSampler, max_rss_mb, restarts
-from chaos_runner.scenario import FaultStep, Scenario, resolve_params
+from chaos_runner.scenario import Abort, FaultStep, Scenario, resolve_params
 from chaos_runner.tokens import TokenMinter, bad_authorization
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,9 @@ def run_attempt(scenario: Scenario, ctx: RunContext, attempt: int) -> dict[str, 
                     "inject_ns": started,
                     "injected_ns": time.monotonic_ns(),
                 }
+                if "applied_ns" in answer:
+                    entry["applied_ns"] = answer["applied_ns"]
+                timeline.events.extend(answer.get("ansible_events", []))
                 result["faults"].append(entry)
                 if answer.get("skipped"):
                     result.update(
@@ -338,7 +341,8 @@ def run_attempt(scenario: Scenario, ctx: RunContext, attempt: int) -> dict[str, 
                 say("heal")
                 for fault in reversed(injected):
                     try:
-                        fault.heal()
+                        healed = fault.heal()
+                        timeline.events.extend(healed.get("ansible_events", []))
                     except ChaosRunnerError as exc:
                         result["reason"] += f" heal of {fault.id} failed: {exc}"
                         log.error("heal of %s failed: %s", fault.id, exc)
@@ -372,6 +376,7 @@ def run_attempt(scenario: Scenario, ctx: RunContext, attempt: int) -> dict[str, 
         result.update(outcome="error", reason=str(exc))
         return result
     finally:
+        timeline.events.sort(key=lambda e: e["ns"])
         if load is not None and not load.done:
             try:
                 load.stop()
@@ -429,17 +434,10 @@ def _hold(
         now = time.monotonic_ns()
         if load.done:
             raise Aborted("the load driver stopped early (bound reached or failed)")
-        if abort.max_error_rate is not None:
-            since = now - int(abort.sustained_s * NS_PER_S)
-            recent = [o for o in _valid(load.history()) if since <= o.start_ns and o.end_ns <= now]
-            if len(recent) >= 5:
-                rate = sum(1 for o in recent if o.outcome != "ok") / len(recent)
-                if rate > abort.max_error_rate:
-                    timeline.mark("abort", reason="error budget")
-                    raise Aborted(
-                        f"error rate {rate:.2f} over the last {abort.sustained_s:g} s exceeds "
-                        f"abort.max_error_rate={abort.max_error_rate:g}"
-                    )
+        blown = error_budget_blown(_valid(load.history()), now, abort)
+        if blown:
+            timeline.mark("abort", reason="error budget")
+            raise Aborted(blown)
         if abort.lab_health and now >= next_health:
             next_health = now + NS_PER_S
             lost = [
@@ -450,6 +448,24 @@ def _hold(
             if lost and ctx.config.environment == "lab":
                 timeline.mark("abort", reason="lab health")
                 raise Aborted(f"lab health lost: namespaces gone for {', '.join(lost)}")
+
+
+def error_budget_blown(ops: list[Operation], now_ns: int, abort: Abort) -> str | None:
+    """Why the error budget is blown, or None: among the operations that both started and
+    ended in the last `sustained_s`, more than `max_error_rate` failed (>= 5 needed)."""
+    if abort.max_error_rate is None:
+        return None
+    since = now_ns - int(abort.sustained_s * NS_PER_S)
+    recent = [o for o in ops if since <= o.start_ns and o.end_ns <= now_ns]
+    if len(recent) < 5:
+        return None
+    rate = sum(1 for o in recent if o.outcome != "ok") / len(recent)
+    if rate <= abort.max_error_rate:
+        return None
+    return (
+        f"error rate {rate:.2f} over the last {abort.sustained_s:g} s exceeds "
+        f"abort.max_error_rate={abort.max_error_rate:g}"
+    )
 
 
 def _conclude(

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from chaos_runner.errors import ChaosRunnerError
+from chaos_runner.faults import artifacts_left
 from chaos_runner.graphql import GraphQLClient
 from chaos_runner.lab import LabSettings, LabState, lab_checks
 from chaos_runner.tokens import TokenMinter
@@ -115,3 +116,13 @@ def db_admin(lab: LabState):
 
 def app_record(lab_settings: LabSettings, host: str = "app1") -> dict:
     return json.loads((lab_settings.state_dir / "apps" / f"{host}.json").read_text())
+
+
+@pytest.fixture()
+def healed_after(faults):
+    """After the test: heal-all on every host, then prove no fault artifact is left. Uses
+    the requesting module's own `faults` client."""
+    yield
+    results = faults.heal_all()
+    left = {h: artifacts_left(r["remaining"]) for h, r in results.items()}
+    assert not any(left.values()), left

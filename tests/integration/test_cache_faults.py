@@ -6,13 +6,13 @@ import subprocess
 
 import pytest
 
-from chaos_runner.faults import FaultClient, FaultSpec, artifacts_left
+from chaos_runner.faults import FaultClient, FaultSpec
 from chaos_runner.graphql import GraphQLClient
 from chaos_runner.lab import LabState
 from chaos_runner.tokens import TokenMinter
 from tests.conftest import DEFAULT_LINE, converge_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healed_after")]
 
 QUERY = "{ authors(limit: 3) { id name } }"
 KEY = "fraiseql:v_author:limit:3"
@@ -33,13 +33,6 @@ def faults(app05):
     with FaultClient(app05) as client:
         yield client
         client.heal_all()
-
-
-@pytest.fixture(autouse=True)
-def clean(faults):
-    yield
-    results = faults.heal_all()
-    assert not any(artifacts_left(r["remaining"]) for r in results.values()), results
 
 
 def redis(state: LabState, *args: str) -> str:

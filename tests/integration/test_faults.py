@@ -25,7 +25,7 @@ from chaos_runner.errors import ConfigError
 from chaos_runner.faults import FaultClient, FaultSpec, artifacts_left
 from tests.conftest import REPO, chaoslab
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healed_after")]
 
 CONTROLLER = "198.18.0.1"
 
@@ -35,14 +35,6 @@ def faults(lab):
     with FaultClient(lab) as client:
         yield client
         client.heal_all()
-
-
-@pytest.fixture(autouse=True)
-def clean(faults):
-    yield
-    results = faults.heal_all()
-    left = {h: artifacts_left(r["remaining"]) for h, r in results.items()}
-    assert not any(left.values()), left
 
 
 def addr(lab, host):

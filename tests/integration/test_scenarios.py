@@ -22,6 +22,7 @@ import yaml
 
 from chaos_runner.faults import FaultClient, artifacts_left
 from chaos_runner.history import History
+from chaos_runner.ledger import LedgerStore
 from chaos_runner.metrics import percentile
 
 pytestmark = pytest.mark.integration
@@ -308,3 +309,97 @@ def test_sigkill_mid_scenario_is_healed_by_the_on_host_expiry(lab, tmp_path):
     while _left(lab) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _left(lab) == []
+
+
+# ------------------------------------------------------------------ transports and dry run
+
+
+def test_dry_run_checks_every_fault_in_check_mode_and_injects_nothing(lab, tmp_path):
+    proc = chaoslab(
+        "--runs-dir", str(tmp_path), "run", "net.db-stopped", "net.db-blackhole", "--dry-run"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "proc.stop on db1: check mode ok" in proc.stderr
+    assert "net.partition on app1: check mode ok" in proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.startswith("dry-run-") and list((run_dir / "ansible").iterdir())
+    with FaultClient(lab) as client:
+        for host in ("db1", "app1"):
+            assert artifacts_left(client.artifacts(host)) == []
+
+
+def test_ansible_transport_puts_playbook_events_on_the_history_clock(lab, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"fault_transport": "ansible", "attempts": 1}))
+    directory = _scenario_dir(tmp_path)
+    doc = yaml.safe_load((directory / "net.kill-test.yml").read_text())
+    doc["windows"].update(hold_s=3, recovery_s=6)
+    doc["faults"][0]["ttl_s"] = 60
+    (directory / "net.kill-test.yml").write_text(yaml.safe_dump(doc))
+    proc = chaoslab(
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "run",
+        "net.kill-test",
+        "--scenarios",
+        str(directory),
+        "--config",
+        str(config),
+        timeout=300,
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    a = attempt(json.loads((run_dir / "journal.json").read_text()), "net.kill-test")
+    (fault,) = a["faults"]
+    assert fault["mechanism"] == "iptables"
+    names = [e["event"] for e in a["timeline"]]
+    assert names.count("ansible:runner_on_ok") >= 2  # inject and heal tasks
+    # Ansible reported the injection between the phase marks, on the same clock.
+    assert event(a, "inject-start") <= fault["applied_ns"] <= event(a, "injected")
+    assert [e["ns"] for e in a["timeline"]] == sorted(e["ns"] for e in a["timeline"])
+    assert list((run_dir / "ansible").iterdir())
+    assert _left(lab) == []
+
+
+def test_a_blown_error_budget_aborts_and_heals_early(lab, tmp_path):
+    directory = tmp_path / "scenarios"
+    directory.mkdir()
+    (directory / "db.abort-test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "id": "db.abort-test",
+                "phase": 2,
+                "description": "a tolerate expectation PostgreSQL being stopped cannot meet",
+                "faults": [
+                    {"kind": "proc.stop", "host": "db1", "params": {"program": "postgresql"}}
+                ],
+                "load": {"rate": 20, "timeout_s": 8, "mix": {"query": 1}},
+                "windows": {"baseline_s": 2.5, "hold_s": 30, "recovery_s": 8},
+                "abort": {"max_error_rate": 0.3, "sustained_s": 1},
+                "expect": {"class": "tolerate"},
+            }
+        )
+    )
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"attempts": 1}))
+    proc = chaoslab(
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "run",
+        "db.abort-test",
+        "--scenarios",
+        str(directory),
+        "--config",
+        str(config),
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # aborted counts as not passed
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "journal.json").read_text())["scenarios"][0]
+    assert summary["outcome"] == "aborted" and "error rate" in summary["reason"]
+    a = summary["attempts"][0]
+    held = (event(a, "heal-start") - event(a, "fault-holding")) / 1e9
+    assert held < 15, f"the fault held {held:.1f} s although the budget was blown"
+    assert event(a, "abort") < event(a, "heal-start")
+    # PostgreSQL is back (a new session: the stop ended every earlier one).
+    assert LedgerStore.for_lab(lab).ping()

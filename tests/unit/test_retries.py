@@ -120,3 +120,25 @@ def test_junit_marks_deviations_as_failures_and_lab_trouble_as_errors():
         "1",
     )
     assert "x.s1" in table(_journal("passed", "deviated"))
+
+
+def test_error_budget_counts_only_recent_finished_operations():
+    from chaos_runner.history import Operation
+    from chaos_runner.runner import error_budget_blown
+    from chaos_runner.scenario import Abort
+
+    s = 1_000_000_000
+
+    def op(start: float, end: float, outcome: str) -> Operation:
+        return Operation(0, "query", int(start * s), int(end * s), outcome)  # type: ignore[arg-type]
+
+    abort = Abort(max_error_rate=0.5, sustained_s=2)
+    ops = [op(8.1, 8.2, "fail"), op(8.5, 8.6, "fail"), op(9.0, 9.1, "fail"), op(9.2, 9.3, "ok")]
+    assert error_budget_blown(ops, 10 * s, abort) is None  # only 4: too few to judge
+    ops.append(op(9.5, 9.6, "fail"))
+    assert "0.80" in error_budget_blown(ops, 10 * s, abort)
+    # Two seconds later every one of them has fallen out of the window.
+    assert error_budget_blown([*ops, op(9.9, 12.0, "fail")], 12 * s, abort) is None
+    # An operation still running is not counted before it ends.
+    assert error_budget_blown([*ops, op(9.7, 11.0, "fail")], 10 * s, abort) is not None
+    assert error_budget_blown(ops, 10 * s, Abort()) is None  # no budget configured

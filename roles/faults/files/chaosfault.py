@@ -138,6 +138,22 @@ class Agent:
         self._save(record)
         return {"id": fault_id, **_summary(record)}
 
+    def plan(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What `inject` would do, changing nothing: the validated request, the mechanism the
+        capability probe picks, and the target process when the fault needs one."""
+        kind, params, ttl = validate(spec)
+        mechanism = FAULTS[kind].mechanism(self, params)
+        out: dict[str, Any] = {
+            "kind": kind,
+            "params": params,
+            "ttl_s": ttl,
+            "mechanism": mechanism,
+            "skipped": mechanism.startswith("skipped:"),
+        }
+        if isinstance(params.get("program"), str):
+            out["program_pid"] = self.program_pid(params["program"])
+        return out
+
     def spawn(self, *args: str, python: str | None = None, stderr: Any = subprocess.DEVNULL) -> int:
         """Start this agent in the background as a helper (watchdog, NFQUEUE worker, loop):
         its own session, so it outlives the request that started it; found again by its
@@ -806,8 +822,14 @@ class ProgramFault(Fault):
 class Kill(ProgramFault):
     """SIGKILL the program's main process; the service layer restarts it (one-shot)."""
 
+    def target(self, agent: Agent, record: dict[str, Any]) -> int:
+        return agent.program_pid(record["params"]["program"])
+
+    def program(self, record: dict[str, Any]) -> str:
+        return str(record["params"]["program"])
+
     def inject(self, agent: Agent, record: dict[str, Any]) -> None:
-        pid = agent.program_pid(record["params"]["program"])
+        pid = self.target(agent, record)
         record["artifacts"]["killed_pid"] = pid
         _kill(pid, signal.SIGKILL)
 
@@ -817,7 +839,7 @@ class Kill(ProgramFault):
         return gone, f"pid {old} {'gone' if gone else 'still running'}"
 
     def heal(self, agent: Agent, record: dict[str, Any]) -> None:
-        agent.supervisorctl("start", record["params"]["program"])
+        agent.supervisorctl("start", self.program(record))
 
 
 class Pause(ProgramFault):
@@ -1375,25 +1397,20 @@ class PgDropIndex(Fault):
             agent.psql(definition)
 
 
-class PgCrash(Fault):
+class PgCrash(Kill):
     """SIGKILL the postmaster; the service layer restarts it and crash recovery runs."""
 
-    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
-        return "signal"
+    params = ()
 
-    def inject(self, agent: Agent, record: dict[str, Any]) -> None:
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def target(self, agent: Agent, record: dict[str, Any]) -> int:
         pg = agent.config["postgresql"]
-        pid = int(Path(pg["data_dir"], "postmaster.pid").read_text().split()[0])
-        record["artifacts"]["postmaster"] = pid
-        _kill(pid, signal.SIGKILL)
+        return int(Path(pg["data_dir"], "postmaster.pid").read_text().split()[0])
 
-    def verify(self, agent: Agent, record: dict[str, Any]) -> tuple[bool, str]:
-        old = record["artifacts"]["postmaster"]
-        gone = wait_dead(old)
-        return gone, f"postmaster {old} {'killed' if gone else 'alive'}"
-
-    def heal(self, agent: Agent, record: dict[str, Any]) -> None:
-        agent.supervisorctl("start", "postgresql")
+    def program(self, record: dict[str, Any]) -> str:
+        return "postgresql"
 
 
 # --------------------------------------------------------------------- JWKS
@@ -1926,6 +1943,7 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     op = request.get("op")
     handlers: dict[str, Callable[[], Any]] = {
         "inject": lambda: agent.inject(request.get("fault", {})),
+        "plan": lambda: agent.plan(request.get("fault", {})),
         "verify": lambda: agent.verify(str(request.get("id"))),
         "heal": lambda: (
             agent.heal_all() if request.get("all") else agent.heal(str(request.get("id")))
@@ -1981,6 +1999,7 @@ def main(argv: list[str]) -> int:
         return 0
     requests = {
         "inject": lambda: {"op": "inject", "fault": json.loads(args[0]) if args else {}},
+        "plan": lambda: {"op": "plan", "fault": json.loads(args[0]) if args else {}},
         "verify": lambda: {"op": "verify", "id": args[0]},
         "heal": lambda: (
             {"op": "heal", "all": True} if args == ["--all"] else {"op": "heal", "id": args[0]}
