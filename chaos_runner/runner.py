@@ -451,12 +451,13 @@ def _hold(
 
 
 def error_budget_blown(ops: list[Operation], now_ns: int, abort: Abort) -> str | None:
-    """Why the error budget is blown, or None: among the operations that both started and
-    ended in the last `sustained_s`, more than `max_error_rate` failed (>= 5 needed)."""
+    """Why the error budget is blown, or None: among the operations that ended in the last
+    `sustained_s` (however long they took: a failure after a 5 s pool wait counts when it
+    comes), more than `max_error_rate` failed; at least 5 are needed to judge."""
     if abort.max_error_rate is None:
         return None
     since = now_ns - int(abort.sustained_s * NS_PER_S)
-    recent = [o for o in ops if since <= o.start_ns and o.end_ns <= now_ns]
+    recent = [o for o in ops if since <= o.end_ns <= now_ns]
     if len(recent) < 5:
         return None
     rate = sum(1 for o in recent if o.outcome != "ok") / len(recent)

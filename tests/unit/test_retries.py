@@ -137,8 +137,11 @@ def test_error_budget_counts_only_recent_finished_operations():
     assert error_budget_blown(ops, 10 * s, abort) is None  # only 4: too few to judge
     ops.append(op(9.5, 9.6, "fail"))
     assert "0.80" in error_budget_blown(ops, 10 * s, abort)
-    # Two seconds later every one of them has fallen out of the window.
+    # Two seconds later every one of them has fallen out of the window...
     assert error_budget_blown([*ops, op(9.9, 12.0, "fail")], 12 * s, abort) is None
+    # ...but slow failures count when they end, however long ago they started.
+    slow = [op(5.0 + i / 10, 11.5 + i / 10, "fail") for i in range(5)]
+    assert error_budget_blown(slow, 12 * s, abort) is not None
     # An operation still running is not counted before it ends.
     assert error_budget_blown([*ops, op(9.7, 11.0, "fail")], 10 * s, abort) is not None
     assert error_budget_blown(ops, 10 * s, Abort()) is None  # no budget configured
