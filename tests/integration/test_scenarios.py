@@ -7,6 +7,7 @@ a `deviated` scenario is a finding about FraiseQL, not a failure of the lab.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -242,30 +243,40 @@ def test_pause_is_seen_as_client_timeouts_and_ends_with_sigcont(slice_run):
 # ------------------------------------------------------------------ killed runner
 
 
-def _scenario_dir(tmp_path: Path) -> Path:
+KILL_TEST = {
+    "id": "net.kill-test",
+    "phase": 1,
+    "description": "a partition held long enough to kill the runner during it",
+    "faults": [
+        {"kind": "net.partition", "host": "app1", "ttl_s": 9, "params": {"peer": "@proxy1"}},
+    ],
+    "load": {"rate": 10, "timeout_s": 3, "mix": {"query": 1}},
+    "windows": {"settle_s": 0.5, "baseline_s": 2.5, "hold_s": 8, "recovery_s": 6},
+    "expect": {"class": "fail-fast"},
+}
+
+
+def _scenario_dir(tmp_path: Path, doc: dict = KILL_TEST) -> Path:
+    """A scenario directory holding just `doc` (file name = id, as the catalog demands)."""
     directory = tmp_path / "scenarios"
     directory.mkdir()
-    (directory / "net.kill-test.yml").write_text(
-        yaml.safe_dump(
-            {
-                "id": "net.kill-test",
-                "phase": 1,
-                "description": "a partition held long enough to kill the runner during it",
-                "faults": [
-                    {
-                        "kind": "net.partition",
-                        "host": "app1",
-                        "ttl_s": 9,
-                        "params": {"peer": "@proxy1"},
-                    },
-                ],
-                "load": {"rate": 10, "timeout_s": 3, "mix": {"query": 1}},
-                "windows": {"settle_s": 0.5, "baseline_s": 2.5, "hold_s": 8, "recovery_s": 6},
-                "expect": {"class": "fail-fast"},
-            }
-        )
-    )
+    (directory / f"{doc['id']}.yml").write_text(yaml.safe_dump(doc))
     return directory
+
+
+def _run_one(tmp_path: Path, doc: dict, **config: object) -> tuple[int, dict, Path]:
+    """`chaoslab run` of one scenario with a runner config; (exit code, summary, run dir)."""
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(yaml.safe_dump({"attempts": 1, **config}))
+    proc = chaoslab(
+        "--runs-dir", str(tmp_path / "runs"), "run", doc["id"],
+        "--scenarios", str(_scenario_dir(tmp_path, doc)), "--config", str(config_file),
+        timeout=300,
+    )  # fmt: skip
+    assert (tmp_path / "runs").is_dir(), proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (summary,) = json.loads((run_dir / "journal.json").read_text())["scenarios"]
+    return proc.returncode, summary, run_dir
 
 
 def _start_and_wait_for_injection(tmp_path: Path) -> subprocess.Popen[str]:
@@ -333,27 +344,12 @@ def test_dry_run_checks_every_fault_in_check_mode_and_injects_nothing(lab, tmp_p
 
 
 def test_ansible_transport_puts_playbook_events_on_the_history_clock(lab, tmp_path):
-    config = tmp_path / "config.yml"
-    config.write_text(yaml.safe_dump({"fault_transport": "ansible", "attempts": 1}))
-    directory = _scenario_dir(tmp_path)
-    doc = yaml.safe_load((directory / "net.kill-test.yml").read_text())
+    doc = copy.deepcopy(KILL_TEST)
     doc["windows"].update(hold_s=3, recovery_s=6)
     doc["faults"][0]["ttl_s"] = 60
-    (directory / "net.kill-test.yml").write_text(yaml.safe_dump(doc))
-    proc = chaoslab(
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "run",
-        "net.kill-test",
-        "--scenarios",
-        str(directory),
-        "--config",
-        str(config),
-        timeout=300,
-    )
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    a = attempt(json.loads((run_dir / "journal.json").read_text()), "net.kill-test")
+    code, summary, run_dir = _run_one(tmp_path, doc, fault_transport="ansible")
+    assert code in (0, 1), summary
+    a = summary["attempts"][0]
     (fault,) = a["faults"]
     assert fault["mechanism"] == "iptables"
     names = [e["event"] for e in a["timeline"]]
@@ -366,40 +362,18 @@ def test_ansible_transport_puts_playbook_events_on_the_history_clock(lab, tmp_pa
 
 
 def test_a_blown_error_budget_aborts_and_heals_early(lab, tmp_path):
-    directory = tmp_path / "scenarios"
-    directory.mkdir()
-    (directory / "db.abort-test.yml").write_text(
-        yaml.safe_dump(
-            {
-                "id": "db.abort-test",
-                "phase": 2,
-                "description": "a tolerate expectation PostgreSQL being stopped cannot meet",
-                "faults": [
-                    {"kind": "proc.stop", "host": "db1", "params": {"program": "postgresql"}}
-                ],
-                "load": {"rate": 20, "timeout_s": 8, "mix": {"query": 1}},
-                "windows": {"baseline_s": 2.5, "hold_s": 30, "recovery_s": 8},
-                "abort": {"max_error_rate": 0.3, "sustained_s": 1},
-                "expect": {"class": "tolerate"},
-            }
-        )
-    )
-    config = tmp_path / "config.yml"
-    config.write_text(yaml.safe_dump({"attempts": 1}))
-    proc = chaoslab(
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "run",
-        "db.abort-test",
-        "--scenarios",
-        str(directory),
-        "--config",
-        str(config),
-        timeout=300,
-    )
-    assert proc.returncode == 1, proc.stdout + proc.stderr  # aborted counts as not passed
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = json.loads((run_dir / "journal.json").read_text())["scenarios"][0]
+    doc = {
+        "id": "db.abort-test",
+        "phase": 2,
+        "description": "a tolerate expectation PostgreSQL being stopped cannot meet",
+        "faults": [{"kind": "proc.stop", "host": "db1", "params": {"program": "postgresql"}}],
+        "load": {"rate": 20, "timeout_s": 8, "mix": {"query": 1}},
+        "windows": {"baseline_s": 2.5, "hold_s": 30, "recovery_s": 8},
+        "abort": {"max_error_rate": 0.3, "sustained_s": 1},
+        "expect": {"class": "tolerate"},
+    }
+    code, summary, _ = _run_one(tmp_path, doc)
+    assert code == 1, summary  # aborted counts as not passed
     assert summary["outcome"] == "aborted" and "error rate" in summary["reason"]
     a = summary["attempts"][0]
     held = (event(a, "heal-start") - event(a, "fault-holding")) / 1e9
