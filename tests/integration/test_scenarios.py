@@ -192,14 +192,18 @@ def test_bite_and_recovery_agree_with_the_postgresql_log(slice_run):
     app_back = [t for t in pg_events(a, "connection authorized: user=fraiseql") if t >= ready[0]]
     assert app_back, "FraiseQL never reconnected according to PostgreSQL"
     assert abs(first_ok - app_back[0]) <= 0.5e9, (first_ok - app_back[0]) / 1e9
-    # The recovery the runner reports (start of the first of 3 good windows; a window
-    # holds the operations that *started* in it) agrees with PostgreSQL's first FraiseQL
-    # login after the restart within 0.5 s.
+    # The reported recovery (start of the first of 3 windows meeting the SLO; a window
+    # holds the operations that *started* in it) follows the same evidence: not before
+    # FraiseQL was back in PostgreSQL (one window of slack), and no later than the backlog
+    # queued during the outage took to drain, plus two windows.
     recovery = a["metrics"]["recovery_ns"]
+    window = 0.25e9
+    backlog = [o.end_ns for o in ops if o.start_ns < app_back[0]]
     assert recovery is not None
-    assert abs(recovery - app_back[0]) <= 0.5e9, (recovery - app_back[0]) / 1e9
-    first_ok_start = min(o.start_ns for o in ops if o.outcome == "ok" and o.start_ns >= heal_start)
-    assert first_ok_start - 0.25e9 <= recovery
+    assert app_back[0] - 2 * window <= recovery <= max(backlog) + 2 * window, (
+        (recovery - app_back[0]) / 1e9,
+        (max(backlog) - app_back[0]) / 1e9,
+    )
 
 
 def test_lost_update_counter_matches_postgresql(slice_run, db_admin):
