@@ -13,14 +13,13 @@ from typing import Any, Protocol
 
 from chaos_runner.history import Operation
 from chaos_runner.metrics import (
-    NS_PER_MS,
     NS_PER_S,
     CounterCheck,
     LedgerCheck,
     Pooled,
     Slo,
     Window,
-    percentile,
+    ok_latency_ms,
     pooled,
 )
 from chaos_runner.scenario import Expect
@@ -69,11 +68,6 @@ class Evidence:
 
 class Checker(Protocol):
     def __call__(self, ev: Evidence) -> list[CheckResult]: ...
-
-
-def _p95_ms(ops: list[Operation]) -> float | None:
-    value = percentile([o.latency_ns for o in ops if o.outcome == "ok"], 95)
-    return None if value is None else round(value / NS_PER_MS, 2)
 
 
 def common(ev: Evidence) -> list[CheckResult]:
@@ -158,7 +152,7 @@ def tolerate(ev: Evidence) -> list[CheckResult]:
         )
     )
     base_p95 = ev.baseline.p95_ms
-    p95 = _p95_ms(ops)
+    p95 = ok_latency_ms(ops, 95)
     if base_p95 is not None:
         if e.p95_budget_ms is not None:
             limit = base_p95 + e.p95_budget_ms

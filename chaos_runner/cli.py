@@ -313,9 +313,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from chaos_runner.scenario import load_file
 
-    config, catalog = _catalog(args)
     settings = LabSettings.from_env(args.state_dir, args.inventory)
     hosts = sorted(load_inventory(settings.inventory).hosts)
+    config, catalog = _catalog(args, hosts)
     for extra in args.files:
         for scenario in load_file(Path(extra), hosts):
             catalog.scenarios.setdefault(scenario.id, scenario)

@@ -39,6 +39,12 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[max(rank, 1) - 1]
 
 
+def ok_latency_ms(ops: Iterable[Operation], p: float) -> float | None:
+    """Percentile `p` of the successful operations' latencies, in ms (2 decimals)."""
+    value = percentile([o.latency_ns for o in ops if o.outcome == "ok"], p)
+    return None if value is None else round(value / NS_PER_MS, 2)
+
+
 def t_quantile(df: int) -> float:
     if df < 1:
         raise ValueError("a confidence interval needs at least two samples")

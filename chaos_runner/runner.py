@@ -39,6 +39,7 @@ from chaos_runner.metrics import (
     bite_ns,
     counter_check,
     ledger_check,
+    ok_latency_ms,
     pooled,
     recovery_ns,
     windows,
@@ -547,9 +548,9 @@ def _conclude(
             if rec is None or heal_end is None
             else round(max(0, rec - heal_end) / NS_PER_S, 3),
             "recovery_ns": rec,
-            "fault_p50_ms": _pct_ms(fault_ops, 50),
-            "fault_p95_ms": _pct_ms(fault_ops, 95),
-            "fault_p99_ms": _pct_ms(fault_ops, 99),
+            "fault_p50_ms": ok_latency_ms(fault_ops, 50),
+            "fault_p95_ms": ok_latency_ms(fault_ops, 95),
+            "fault_p99_ms": ok_latency_ms(fault_ops, 99),
             "fault_error_rate": round(
                 sum(1 for o in fault_ops if o.outcome != "ok") / len(fault_ops), 4
             )
@@ -571,18 +572,11 @@ def _delay_ratio(
 ) -> dict[str, Any]:
     """Latency against injected delay: how many delayed round trips a request paid."""
     delay = sum(float(f["params"].get("delay_ms", 0)) for f in faults if f["kind"] == "net.delay")
-    during = _pct_ms(ops, 50)
+    during = ok_latency_ms(ops, 50)
     if not delay or during is None or base.p50_ms is None:
         return {}
     added = during - base.p50_ms
     return {"added_p50_ms": round(added, 1), "delayed_round_trips": round(added / delay, 2)}
-
-
-def _pct_ms(ops: list[Operation], p: float) -> float | None:
-    from chaos_runner.metrics import percentile
-
-    value = percentile([o.latency_ns for o in ops if o.outcome == "ok"], p)
-    return None if value is None else round(value / 1e6, 2)
 
 
 def _write_history(

@@ -143,8 +143,7 @@ class Scenario:
 
     @property
     def bound_s(self) -> float:
-        w = self.doc.windows
-        return w.settle_s + w.baseline_s + w.hold_s + w.recovery_s
+        return _bound(self.doc)
 
     def as_dict(self) -> dict[str, Any]:
         import dataclasses
@@ -253,6 +252,7 @@ def resolve_params(params: dict[str, Any], addresses: Mapping[str, str]) -> dict
 
 
 def _bound(doc: ScenarioDoc) -> float:
+    """Phase time of one attempt (settle + baseline + hold + recovery)."""
     w = doc.windows
     return w.settle_s + w.baseline_s + w.hold_s + w.recovery_s
 
