@@ -21,8 +21,8 @@ from collections.abc import Callable
 import psycopg
 from tabulate import tabulate
 
-from chaos_runner.faults import FaultClient, FaultSpec
-from chaos_runner.lab import LabSettings, LabState
+from chaos_runner.faults.channel import FaultClient, FaultSpec
+from chaos_runner.target.lab import LabSettings, LabState
 
 Probe = Callable[[], bool]  # True when the fault's effect is observable
 

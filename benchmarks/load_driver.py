@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from chaos_runner.lab import LabSettings, LabState
-from chaos_runner.load import GraphQLLoad, LoadSettings, static_policy
-from chaos_runner.metrics import percentile
+from chaos_runner.analysis.metrics import percentile
+from chaos_runner.target.lab import LabSettings, LabState
+from chaos_runner.workload.load import GraphQLLoad, LoadSettings, static_policy
 
 PORT = 8089
 HOST = "auth1"

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from chaos_runner.errors import ChaosRunnerError
-from chaos_runner.faults import artifacts_left
-from chaos_runner.graphql import GraphQLClient
-from chaos_runner.lab import LabSettings, LabState, lab_checks
-from chaos_runner.tokens import TokenMinter
+from chaos_runner.faults.channel import artifacts_left
+from chaos_runner.target.lab import LabSettings, LabState, lab_checks
+from chaos_runner.workload.graphql import GraphQLClient
+from chaos_runner.workload.tokens import TokenMinter
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LINE = "1.9.16"

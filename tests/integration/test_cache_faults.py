@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from chaos_runner.faults import FaultClient, FaultSpec
-from chaos_runner.graphql import GraphQLClient
-from chaos_runner.lab import LabState
-from chaos_runner.tokens import TokenMinter
+from chaos_runner.faults.channel import FaultClient, FaultSpec
+from chaos_runner.target.lab import LabState
+from chaos_runner.workload.graphql import GraphQLClient
+from chaos_runner.workload.tokens import TokenMinter
 from tests.conftest import DEFAULT_LINE, converge_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healed_after")]

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from chaos_runner.errors import ConfigError
-from chaos_runner.faults import FaultClient, FaultSpec, artifacts_left
+from chaos_runner.faults.channel import FaultClient, FaultSpec, artifacts_left
 from tests.conftest import REPO, chaoslab
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healed_after")]
@@ -513,8 +513,8 @@ def test_verify_fails_when_the_fault_is_gone(lab, faults):
 def test_a_killed_controller_leaves_nothing_after_the_ttl(lab):
     code = (
         "import time\n"
-        "from chaos_runner.lab import LabSettings, LabState\n"
-        "from chaos_runner.faults import FaultClient, FaultSpec\n"
+        "from chaos_runner.target.lab import LabSettings, LabState\n"
+        "from chaos_runner.faults.channel import FaultClient, FaultSpec\n"
         "c = FaultClient(LabState.load(LabSettings.from_env()))\n"
         "c.inject(FaultSpec('db1', 'net.reset', {'port': 5432}, ttl_s=2, id='orphan'))\n"
         "print('injected', flush=True)\n"
@@ -544,8 +544,8 @@ def test_a_killed_controller_leaves_nothing_after_the_ttl(lab):
 def test_heal_all_after_a_killed_run_leaves_zero_artifacts(lab):
     code = (
         "import time\n"
-        "from chaos_runner.lab import LabSettings, LabState\n"
-        "from chaos_runner.faults import FaultClient, FaultSpec\n"
+        "from chaos_runner.target.lab import LabSettings, LabState\n"
+        "from chaos_runner.faults.channel import FaultClient, FaultSpec\n"
         "c = FaultClient(LabState.load(LabSettings.from_env()))\n"
         "c.inject(FaultSpec('db1', 'net.partition', {'peer': '198.18.0.12'}, ttl_s=600))\n"
         "c.inject(FaultSpec('db1', 'net.delay', {'delay_ms': 50, 'peer': '198.18.0.1'}, 600))\n"
@@ -607,7 +607,7 @@ def test_bad_fault_input_is_named_and_nothing_is_injected(lab, faults, args, mes
 
 
 def test_a_fault_for_a_non_lab_host_is_refused(lab, tmp_path):
-    from chaos_runner.faults import validate
+    from chaos_runner.faults.channel import validate
 
     with pytest.raises(ConfigError, match=r"unknown lab host '10\.0\.0\.5'"):
         validate(FaultSpec("10.0.0.5", "net.reset", {"port": 1}), lab)
@@ -617,7 +617,7 @@ def test_a_fault_for_a_non_lab_host_is_refused(lab, tmp_path):
 
 
 def _fault_playbook(lab_settings, tmp_path, name, **extravars):
-    from chaos_runner.playbooks import run_playbook
+    from chaos_runner.ansible import run_playbook
 
     return run_playbook(
         "fault",
@@ -669,9 +669,9 @@ def test_heal_all_playbook_checks_every_host(lab, faults):
 
 
 def test_jwks_rotation_publishes_only_the_new_key_and_heal_restores(lab, faults):
-    from chaos_runner.faults import rotated_jwks
-    from chaos_runner.graphql import GraphQLClient
-    from chaos_runner.tokens import TokenMinter
+    from chaos_runner.faults.channel import rotated_jwks
+    from chaos_runner.workload.graphql import GraphQLClient
+    from chaos_runner.workload.tokens import TokenMinter
 
     pki = lab.settings.state_dir / "pki"
     url = f"https://{addr(lab, 'auth1')}/.well-known/jwks.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos_runner.lab import LabState
-from chaos_runner.playbooks import run_playbook
+from chaos_runner.ansible import run_playbook
+from chaos_runner.target.lab import LabState
 from tests.conftest import REPO, chaoslab
 
 pytestmark = pytest.mark.integration
@@ -151,7 +151,7 @@ def test_a_taken_port_is_named_and_nothing_changes(lab):
 
 def test_traffic_to_a_lab_address_is_refused_when_the_bridge_route_is_missing(lab):
     from chaos_runner.errors import AddressRefused
-    from chaos_runner.netguard import NetworkGuard
+    from chaos_runner.target.netguard import NetworkGuard
 
     # 198.18.0.0/24 is routed to labbr0 only while the lab is up; another bridge name
     # stands for "the route is elsewhere" without touching the real routing table.

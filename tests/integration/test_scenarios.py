@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaos_runner.faults import FaultClient, artifacts_left
-from chaos_runner.history import History
-from chaos_runner.ledger import LedgerStore
-from chaos_runner.metrics import percentile
+from chaos_runner.analysis.history import History
+from chaos_runner.analysis.ledger import LedgerStore
+from chaos_runner.analysis.metrics import percentile
+from chaos_runner.faults.channel import FaultClient, artifacts_left
 
 pytestmark = pytest.mark.integration
 

@@ -58,7 +58,7 @@ def test_a_selection_that_matches_nothing_is_a_usage_error(capsys):
 
 
 def test_smoke_suite_is_declared_and_short():
-    from chaos_runner.scenario import Catalog
+    from chaos_runner.model.scenario import Catalog
 
     smoke = Catalog.load().select(["suite:smoke"])
     assert len(smoke) >= 4

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chaos_runner.faults import _AGENT, FAULT_KINDS
+from chaos_runner.faults.channel import _AGENT, FAULT_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-from chaos_runner.graphql import parse_response
+from chaos_runner.workload.graphql import parse_response
 
 
 def test_http_200_with_errors_is_not_ok_and_keeps_messages():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from chaos_runner.errors import ConfigError
-from chaos_runner.inventory import load_inventory
+from chaos_runner.target.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography import x509
 
-from chaos_runner.tokens import TokenMinter
+from chaos_runner.workload.tokens import TokenMinter
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from chaos_runner.errors import AddressRefused, LoadError
-from chaos_runner.load import GraphQLLoad, LoadSettings, classify, static_policy
-from chaos_runner.netguard import NetworkGuard
+from chaos_runner.target.netguard import NetworkGuard
+from chaos_runner.workload.load import GraphQLLoad, LoadSettings, classify, static_policy
 
 GUARD = NetworkGuard(route_lookup=lambda a: "labbr0")
 

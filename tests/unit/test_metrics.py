@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from chaos_runner.history import History, Operation
-from chaos_runner.metrics import (
+from chaos_runner.analysis.history import History, Operation
+from chaos_runner.analysis.metrics import (
     Slo,
     baseline_estimates,
     bite_ns,

@@ -1,7 +1,7 @@
 import pytest
 
 from chaos_runner.errors import AddressRefused
-from chaos_runner.netguard import NetworkGuard
+from chaos_runner.target.netguard import NetworkGuard
 
 
 def guard_routing_to(device):
@@ -38,6 +38,6 @@ def test_names_are_refused_not_resolved():
 
 
 def test_real_kernel_route_for_loopback_is_lo():
-    from chaos_runner.netguard import route_device
+    from chaos_runner.target.netguard import route_device
 
     assert route_device("127.0.0.1") == "lo"

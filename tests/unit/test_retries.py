@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from chaos_runner.config import RunnerConfig
-from chaos_runner.report import exit_code, junit, table
-from chaos_runner.runner import RunContext, run_scenario
-from chaos_runner.scenario import Catalog
+from chaos_runner.model.config import RunnerConfig
+from chaos_runner.model.scenario import Catalog
+from chaos_runner.reports.summary import exit_code, junit, table
+from chaos_runner.run.attempt import RunContext, run_scenario
 
 
 def scripted(outcomes: list[str]):
@@ -123,9 +123,9 @@ def test_junit_marks_deviations_as_failures_and_lab_trouble_as_errors():
 
 
 def test_error_budget_counts_only_recent_finished_operations():
-    from chaos_runner.history import Operation
-    from chaos_runner.runner import error_budget_blown
-    from chaos_runner.scenario import Abort
+    from chaos_runner.analysis.history import Operation
+    from chaos_runner.model.scenario import Abort
+    from chaos_runner.run.attempt import error_budget_blown
 
     s = 1_000_000_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chaos_runner.errors import ConfigError
-from chaos_runner.scenario import Catalog, resolve_params
+from chaos_runner.model.scenario import Catalog, resolve_params
 
 SLICE = {
     "net.db-stopped", "net.db-blackhole", "net.loss-5", "net.latency-constant",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos_runner.graphql import GraphQLClient
-from chaos_runner.netguard import NetworkGuard
-from chaos_runner.tokens import TokenMinter
+from chaos_runner.target.netguard import NetworkGuard
+from chaos_runner.workload.graphql import GraphQLClient
+from chaos_runner.workload.tokens import TokenMinter
 
 STATE = Path("/var/lib/chaoslab-molecule")
 

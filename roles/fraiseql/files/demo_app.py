@@ -187,7 +187,9 @@ def _auth():
         return None
     from fraiseql.auth.auth0 import Auth0Provider
 
-    return Auth0Provider(domain=ENV["FRAISEQL_JWKS_DOMAIN"], api_identifier=ENV["FRAISEQL_AUDIENCE"])
+    return Auth0Provider(
+        domain=ENV["FRAISEQL_JWKS_DOMAIN"], api_identifier=ENV["FRAISEQL_AUDIENCE"]
+    )
 
 
 config = FraiseQLConfig(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from chaos_runner.errors import LabNotReady
-from chaos_runner.lab import LabState
+from chaos_runner.target.lab import LabState
 
 
 @dataclass(frozen=True)

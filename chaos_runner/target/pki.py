@@ -7,8 +7,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ConfigError
-from chaos_runner.playbooks import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("lab_pki", REPO_ROOT / "library" / "lab_pki.py")
 if _spec is None or _spec.loader is None:  # pragma: no cover - the file is part of the repo

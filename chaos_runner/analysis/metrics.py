@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chaos_runner.history import History, Operation
+from chaos_runner.analysis.history import History, Operation
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from chaos_runner.netguard import NetworkGuard
+from chaos_runner.target.netguard import NetworkGuard
 
 
 @dataclass(frozen=True)

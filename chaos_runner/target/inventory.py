@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from chaos_runner.errors import ConfigError
-from chaos_runner.netguard import DEFAULT_LAB_NETWORK
+from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK
 
 REQUIRED_GROUPS = ("db", "proxy", "app", "auth")
 

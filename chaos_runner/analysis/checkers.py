@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from chaos_runner.history import Operation
-from chaos_runner.metrics import (
+from chaos_runner.analysis.history import Operation
+from chaos_runner.analysis.metrics import (
     NS_PER_S,
     CounterCheck,
     LedgerCheck,
@@ -22,7 +22,7 @@ from chaos_runner.metrics import (
     ok_latency_ms,
     pooled,
 )
-from chaos_runner.scenario import Expect
+from chaos_runner.model.scenario import Expect
 
 UNCLEAR = ("without a message", "internal server error")
 

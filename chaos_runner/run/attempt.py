@@ -16,22 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_runner.baseline import (
+from chaos_runner.analysis.baseline import (
     BaselineStore,
     Environment,
     compare,
     load_signature,
     stored_summary,
 )
-from chaos_runner.checkers import Evidence, judge
-from chaos_runner.config import RunnerConfig
-from chaos_runner.errors import ChaosRunnerError
-from chaos_runner.faults import FaultClient, FaultSpec
-from chaos_runner.history import History, Operation
-from chaos_runner.lab import LabState, lab_checks
-from chaos_runner.ledger import LedgerStore
-from chaos_runner.load import GraphQLLoad, LoadSettings
-from chaos_runner.metrics import (
+from chaos_runner.analysis.checkers import Evidence, judge
+from chaos_runner.analysis.history import History, Operation
+from chaos_runner.analysis.ledger import LedgerStore
+from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Pooled,
     Slo,
@@ -44,9 +39,14 @@ from chaos_runner.metrics import (
     recovery_ns,
     windows,
 )
-from chaos_runner.sampling import ProcessSampler, max_rss_mb, restarts
-from chaos_runner.scenario import Abort, FaultStep, Scenario, resolve_params
-from chaos_runner.tokens import TokenMinter, bad_authorization
+from chaos_runner.analysis.sampling import ProcessSampler, max_rss_mb, restarts
+from chaos_runner.errors import ChaosRunnerError
+from chaos_runner.faults.channel import FaultClient, FaultSpec
+from chaos_runner.model.config import RunnerConfig
+from chaos_runner.model.scenario import Abort, FaultStep, Scenario, resolve_params
+from chaos_runner.target.lab import LabState, lab_checks
+from chaos_runner.workload.load import GraphQLLoad, LoadSettings
+from chaos_runner.workload.tokens import TokenMinter, bad_authorization
 
 log = logging.getLogger(__name__)
 

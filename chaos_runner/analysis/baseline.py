@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos_runner.metrics import BASELINE_METRICS, Window, baseline_estimates, median_p95
+from chaos_runner.analysis.metrics import BASELINE_METRICS, Window, baseline_estimates, median_p95
 
 KEEP_WINDOWS = 200
 

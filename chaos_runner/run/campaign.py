@@ -16,15 +16,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from chaos_runner.baseline import BaselineStore, Environment
-from chaos_runner.config import RunnerConfig
+from chaos_runner.analysis.baseline import BaselineStore, Environment
+from chaos_runner.ansible import run_playbook
 from chaos_runner.errors import PlaybookFailed
-from chaos_runner.faults import FaultClient, FaultSpec
-from chaos_runner.lab import LabState
-from chaos_runner.playbooks import run_playbook
-from chaos_runner.report import exit_code, table, write_journal, write_reports
-from chaos_runner.runner import RunContext, run_scenario
-from chaos_runner.scenario import Scenario, resolve_params
+from chaos_runner.faults.channel import FaultClient, FaultSpec
+from chaos_runner.model.config import RunnerConfig
+from chaos_runner.model.scenario import Scenario, resolve_params
+from chaos_runner.reports.summary import exit_code, table, write_journal, write_reports
+from chaos_runner.run.attempt import RunContext, run_scenario
+from chaos_runner.target.lab import LabState
 
 log = logging.getLogger(__name__)
 

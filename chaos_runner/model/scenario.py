@@ -1,6 +1,6 @@
 """Scenarios are data: one YAML file per scenario id under scenarios/, variants allowed.
 
-Each file is built into typed models (chaos_runner.model) that refuse unknown keys; a
+Each file is built into typed models (chaos_runner.model.build) that refuse unknown keys; a
 variant deep-merges its overrides into the base document and gets its own id and result
 row. Defaults of the expectation thresholds are the KPI table of SCENARIOS.md.
 """
@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ConfigError
-from chaos_runner.model import ModelError, at_least, between, build, field, positive, read_yaml
-from chaos_runner.playbooks import REPO_ROOT
+from chaos_runner.model.build import (
+    ModelError,
+    at_least,
+    between,
+    build,
+    field,
+    positive,
+    read_yaml,
+)
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
@@ -200,7 +208,7 @@ def _semantic_checks(doc: ScenarioDoc, source: str, hosts: Iterable[str] | None)
     known_hosts = set(hosts) if hosts is not None else None
     if known_hosts is not None and doc.app not in known_hosts:
         raise ModelError(source, "app", f"unknown lab host {doc.app!r}")
-    from chaos_runner.faults import validate_request
+    from chaos_runner.faults.channel import validate_request
 
     for i, step in enumerate(doc.faults):
         key = f"faults[{i}]"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import LabNotReady
-from chaos_runner.netguard import NetworkGuard
-from chaos_runner.playbooks import REPO_ROOT
+from chaos_runner.target.netguard import NetworkGuard
 
 DEFAULT_STATE_DIR = Path("/var/lib/chaoslab")
 DEFAULT_HOST_ROOT = Path("/srv/chaoslab")

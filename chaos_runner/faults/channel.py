@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 import paramiko
 
+from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ConfigError, FaultError, LabNotReady
-from chaos_runner.lab import LabState
-from chaos_runner.playbooks import REPO_ROOT
+from chaos_runner.target.lab import LabState
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class FaultClient:
 def rotated_jwks(pki_dir: Path, new_kid: str, keep: list[str] | None = None) -> dict[str, Any]:
     """Create signing key `new_kid` on the controller (0600, like every lab key) and return
     the public JWKS document publishing it after the kids in `keep`."""
-    from chaos_runner.pki import jwk_for, load_or_create_signing_key
+    from chaos_runner.target.pki import jwk_for, load_or_create_signing_key
 
     kids = [*(keep or []), new_kid]
     return {"keys": [jwk_for(kid, load_or_create_signing_key(pki_dir, kid)) for kid in kids]}

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from chaos_runner.analysis.history import History, Operation, Outcome
 from chaos_runner.errors import LoadError
-from chaos_runner.graphql import parse_response
-from chaos_runner.history import History, Operation, Outcome
-from chaos_runner.netguard import NetworkGuard
+from chaos_runner.target.netguard import NetworkGuard
+from chaos_runner.workload.graphql import parse_response
 
 log = logging.getLogger(__name__)
 

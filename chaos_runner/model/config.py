@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from chaos_runner.model import between, build, field, read_yaml
+from chaos_runner.model.build import between, build, field, read_yaml
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from chaos_runner.ansible import REPO_ROOT, PlaybookEvent, run_playbook
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
-from chaos_runner.inventory import load_inventory
-from chaos_runner.lab import LabSettings, LabState, lab_checks
-from chaos_runner.netguard import DEFAULT_LAB_NETWORK
-from chaos_runner.playbooks import REPO_ROOT, PlaybookEvent, run_playbook
+from chaos_runner.target.inventory import load_inventory
+from chaos_runner.target.lab import LabSettings, LabState, lab_checks
+from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +193,13 @@ def _fault_params(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def _fault_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from chaos_runner.faults import FaultClient
+    from chaos_runner.faults.channel import FaultClient
 
     return FaultClient(LabState.load(LabSettings.from_env(args.state_dir, args.inventory)))
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from chaos_runner.faults import FaultSpec
+    from chaos_runner.faults.channel import FaultSpec
 
     with _fault_client(args) as client:
         if args.fault_verb == "inject":
@@ -240,7 +240,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_fault_kinds(args: argparse.Namespace) -> int:
-    from chaos_runner.faults import _AGENT
+    from chaos_runner.faults.channel import _AGENT
 
     rows = [(kind, ", ".join(fault.params) or "-") for kind, fault in sorted(_AGENT.FAULTS.items())]
     print(tabulate(rows, headers=["kind", "parameters"]))
@@ -248,7 +248,7 @@ def cmd_fault_kinds(args: argparse.Namespace) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from chaos_runner.faults import artifacts_left
+    from chaos_runner.faults.channel import artifacts_left
 
     settings = LabSettings.from_env(args.state_dir, args.inventory)
     if args.ansible:
@@ -280,8 +280,8 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace, hosts: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-    from chaos_runner.config import load_config
-    from chaos_runner.scenario import SCENARIO_DIR, Catalog
+    from chaos_runner.model.config import load_config
+    from chaos_runner.model.scenario import SCENARIO_DIR, Catalog
 
     config = load_config(args.config)
     directory = Path(args.scenarios or config.scenario_dir or SCENARIO_DIR)
@@ -311,7 +311,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from chaos_runner.scenario import load_file
+    from chaos_runner.model.scenario import load_file
 
     settings = LabSettings.from_env(args.state_dir, args.inventory)
     hosts = sorted(load_inventory(settings.inventory).hosts)
@@ -327,7 +327,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from chaos_runner.campaign import dry_run, run_campaign
+    from chaos_runner.run.campaign import dry_run, run_campaign
 
     settings = LabSettings.from_env(args.state_dir, args.inventory)
     config, catalog = _catalog(args)
@@ -348,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from chaos_runner.report import exit_code, read_journal, table, write_reports
+    from chaos_runner.reports.summary import exit_code, read_journal, table, write_reports
 
     where = Path(args.run)
     if not where.exists() and not where.is_absolute():
@@ -531,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("chaoslab: interrupted (every injected fault was healed)", file=sys.stderr)
         return EXIT_ERROR
     except BaseException as exc:
-        from chaos_runner.campaign import Terminated
+        from chaos_runner.run.campaign import Terminated
 
         if isinstance(exc, Terminated):
             print("chaoslab: terminated (every injected fault was healed)", file=sys.stderr)
