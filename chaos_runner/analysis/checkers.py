@@ -2,7 +2,9 @@
 
 One checker per expectation class of SCENARIOS.md, plus the checks every scenario shares
 (recovery, lost writes, crashes, memory, bad tokens refused). A checker never looks at
-anything but the evidence, so a verdict can be recomputed from the journal.
+anything but the evidence, so a verdict can be recomputed from the journal. A check with
+nothing to measure (no operation during the fault, no process sample, no acknowledged
+write) fails and says why: absence of evidence is never a pass.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from chaos_runner.analysis.metrics import (
 from chaos_runner.model.scenario import Expect
 
 UNCLEAR = ("without a message", "internal server error")
+
+# Faults that restart FraiseQL on purpose: SIGKILL (the service layer starts a new process),
+# a service-layer restart, and a stop whose heal starts it again. res.memory with
+# `restart: true` also does (it restarts the program into its cgroup, and a cap below the
+# working set OOM-kills it again until heal): see intended_restart_windows.
+RESTARTING_KINDS = ("proc.kill", "proc.restart", "proc.stop")
+NO_FAULT_OPS = "no operation during the fault"
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,11 @@ class Evidence:
     counter: CounterCheck | None = None
     restarts: list[dict[str, Any]] = field(default_factory=list)
     max_rss_mb: float | None = None
+    # Process samples that found FraiseQL's pid (None: the process was not sampled).
+    process_samples: int | None = None
+    # [start, end] (monotonic ns) in which the scenario itself restarts or kills FraiseQL:
+    # a pid change inside one is the fault doing its work, not a crash.
+    intended_restarts: list[tuple[int, int]] = field(default_factory=list)
 
     def fault_ops(self) -> list[Operation]:
         if self.fault_start_ns is None or self.fault_end_ns is None:
@@ -68,6 +82,32 @@ class Evidence:
 
 class Checker(Protocol):
     def __call__(self, ev: Evidence) -> list[CheckResult]: ...
+
+
+def intended_restart_windows(
+    faults: list[dict[str, Any]],
+    app_host: str,
+    app_program: str,
+    grace_ns: int,
+    end_ns: int,
+) -> list[tuple[int, int]]:
+    """The windows in which the scenario's own faults restart FraiseQL: from the inject of
+    each restarting fault on the app's program until its heal (`end_ns`, the end of the
+    attempt, when it has no `healed_ns`) plus `grace_ns` for the service layer to bring the
+    new process up and the sampler to see it."""
+    out: list[tuple[int, int]] = []
+    for f in faults:
+        params = f.get("params") or {}
+        if f.get("host") != app_host or params.get("program") != app_program:
+            continue
+        kind = f.get("kind")
+        if kind not in RESTARTING_KINDS and not (
+            kind == "res.memory" and params.get("restart") is True
+        ):
+            continue
+        healed = f.get("healed_ns")
+        out.append((int(f["inject_ns"]), (end_ns if healed is None else int(healed)) + grace_ns))
+    return out
 
 
 def common(ev: Evidence) -> list[CheckResult]:
@@ -89,37 +129,40 @@ def common(ev: Evidence) -> list[CheckResult]:
             )
         )
     if ev.ledger is not None:
-        lost = len(ev.ledger.lost)
+        led = ev.ledger
+        lost = len(led.lost)
         out.append(
             CheckResult(
                 "acknowledged writes lost",
-                lost <= e.lost_writes,
+                bool(led.acknowledged) and lost <= e.lost_writes,
                 lost,
                 f"<= {e.lost_writes}",
-                ", ".join(ev.ledger.lost[:5]),
+                ", ".join(led.lost[:5])
+                if led.acknowledged
+                else "no acknowledged write: losses not measured",
             )
         )
-        wrong = len(ev.ledger.failed_but_applied)
+        wrong = len(led.failed_but_applied)
+        refused = wrong + led.failed_not_applied
         out.append(
             CheckResult(
                 "writes applied although refused",
                 wrong == 0,
                 wrong,
                 "0",
-                ", ".join(ev.ledger.failed_but_applied[:5]),
+                ", ".join(led.failed_but_applied[:5]) if refused else "no write was refused",
             )
         )
-    crashes = len(ev.restarts)
-    out.append(CheckResult("FraiseQL restarts", crashes <= e.crashes, crashes, f"<= {e.crashes}"))
-    if ev.max_rss_mb is not None:
-        out.append(
-            CheckResult(
-                "FraiseQL memory (max RSS MB)",
-                ev.max_rss_mb <= e.memory_mb,
-                ev.max_rss_mb,
-                f"<= {e.memory_mb:g}",
-            )
+    out.append(_restarts(ev))
+    out.append(
+        CheckResult(
+            "FraiseQL memory (max RSS MB)",
+            ev.max_rss_mb is not None and ev.max_rss_mb <= e.memory_mb,
+            ev.max_rss_mb,
+            f"<= {e.memory_mb:g}",
+            "" if ev.max_rss_mb is not None else "no resident-memory sample: memory not measured",
         )
+    )
     if ev.probe_ops:
         accepted = [o for o in ev.probe_ops if not o.auth_rejected]
         out.append(
@@ -136,54 +179,108 @@ def common(ev: Evidence) -> list[CheckResult]:
     return out
 
 
+def _restarts(ev: Evidence) -> CheckResult:
+    """Pid changes outside the scenario's own restart windows are crashes."""
+    expected = f"<= {ev.expect.crashes}"
+    if not ev.process_samples:
+        return CheckResult(
+            "FraiseQL restarts", False, None, expected, "no process samples: restarts not measured"
+        )
+    crashes = [r for r in ev.restarts if not _inside(r["ns"], ev.intended_restarts)]
+    intended = len(ev.restarts) - len(crashes)
+    detail = [f"pid {r['old_pid']} -> {r['new_pid']}" for r in crashes[:3]]
+    if intended:
+        detail.append(
+            f"{intended} intended restart{'s' if intended != 1 else ''}"
+            " (the scenario's own restart, kill or stop of FraiseQL)"
+        )
+    return CheckResult(
+        "FraiseQL restarts",
+        len(crashes) <= ev.expect.crashes,
+        len(crashes),
+        expected,
+        "; ".join(detail),
+    )
+
+
+def _inside(ns: int, spans: list[tuple[int, int]]) -> bool:
+    return any(start <= ns <= end for start, end in spans)
+
+
 def tolerate(ev: Evidence) -> list[CheckResult]:
     e = ev.expect
     ops = ev.fault_ops()
     out: list[CheckResult] = []
     errors = sum(1 for o in ops if o.outcome != "ok")
-    rate = errors / len(ops) if ops else 0.0
+    rate = errors / len(ops) if ops else None
     out.append(
         CheckResult(
             "error rate during fault",
-            bool(ops) and rate <= e.max_error_rate,
-            round(rate, 4),
+            rate is not None and rate <= e.max_error_rate,
+            None if rate is None else round(rate, 4),
             f"<= {e.max_error_rate:g}",
-            _examples(ops) if errors else f"{len(ops)} operations",
+            NO_FAULT_OPS if not ops else _examples(ops) if errors else f"{len(ops)} operations",
         )
     )
+    out.append(_p95_during_fault(ev, ops))
+    out.append(_throughput_during_fault(ev))
+    return out
+
+
+def _p95_during_fault(ev: Evidence, ops: list[Operation]) -> CheckResult:
+    e = ev.expect
     base_p95 = ev.baseline.p95_ms
     p95 = ok_latency_ms(ops, 95)
-    if base_p95 is not None:
-        if e.p95_budget_ms is not None:
-            limit = base_p95 + e.p95_budget_ms
-            how = f"baseline {base_p95:.1f} + {e.p95_budget_ms:g} ms"
-        else:
-            limit = base_p95 * e.p95_factor
-            how = f"{e.p95_factor:g} x baseline {base_p95:.1f} ms"
-        out.append(
-            CheckResult(
-                "p95 during fault (ms)",
-                p95 is not None and p95 <= limit,
-                p95,
-                f"<= {limit:.1f} ({how})",
-            )
+    name = "p95 during fault (ms)"
+    if base_p95 is None:
+        how = (
+            f"baseline + {e.p95_budget_ms:g} ms"
+            if e.p95_budget_ms is not None
+            else f"{e.p95_factor:g} x baseline"
         )
-    if ev.fault_start_ns is not None and ev.fault_end_ns is not None and ev.baseline.offered:
-        during = pooled(ev.valid_ops, ev.fault_start_ns, ev.fault_end_ns)
-        # Compare like with like: what completed per request offered (probes with bad
-        # tokens are not part of the valid load, and an open loop offers a fixed rate).
-        scale = during.offered / ev.baseline.offered
-        need = e.throughput_min * ev.baseline.throughput * scale
-        out.append(
-            CheckResult(
-                "throughput during fault (ops/s)",
-                during.throughput >= need,
-                during.throughput,
-                f">= {need:.1f} ({e.throughput_min:g} x baseline {ev.baseline.throughput:.1f}"
-                f" x offered {during.offered:.1f}/{ev.baseline.offered:.1f})",
-            )
+        return CheckResult(
+            name, False, p95, f"<= {how}", "no successful baseline operation: no p95 to compare"
         )
-    return out
+    if e.p95_budget_ms is not None:
+        limit = base_p95 + e.p95_budget_ms
+        how = f"baseline {base_p95:.1f} + {e.p95_budget_ms:g} ms"
+    else:
+        limit = base_p95 * e.p95_factor
+        how = f"{e.p95_factor:g} x baseline {base_p95:.1f} ms"
+    missing = (
+        ""
+        if p95 is not None
+        else NO_FAULT_OPS
+        if not ops
+        else "no successful operation during the fault: p95 not measured"
+    )
+    return CheckResult(
+        name, p95 is not None and p95 <= limit, p95, f"<= {limit:.1f} ({how})", missing
+    )
+
+
+def _throughput_during_fault(ev: Evidence) -> CheckResult:
+    e = ev.expect
+    base = ev.baseline
+    name = "throughput during fault (ops/s)"
+    floor = f">= {e.throughput_min:g} x baseline"
+    if ev.fault_start_ns is None or ev.fault_end_ns is None:
+        return CheckResult(name, False, None, floor, "no fault window: throughput not measured")
+    if not base.offered:
+        return CheckResult(name, False, None, floor, "no baseline load to compare with")
+    during = pooled(ev.valid_ops, ev.fault_start_ns, ev.fault_end_ns)
+    # Compare like with like: what completed per request offered (probes with bad
+    # tokens are not part of the valid load, and an open loop offers a fixed rate).
+    scale = during.offered / base.offered
+    need = e.throughput_min * base.throughput * scale
+    return CheckResult(
+        name,
+        bool(during.offered) and during.throughput >= need,
+        during.throughput,
+        f">= {need:.1f} ({e.throughput_min:g} x baseline {base.throughput:.1f}"
+        f" x offered {during.offered:.1f}/{base.offered:.1f})",
+        "" if during.offered else NO_FAULT_OPS,
+    )
 
 
 def fail_fast(ev: Evidence) -> list[CheckResult]:
@@ -199,10 +296,10 @@ def fail_fast(ev: Evidence) -> list[CheckResult]:
     out = [
         CheckResult(
             "requests hanging past the timeout",
-            not hangs,
+            bool(ops) and not hangs,
             len(hangs),
             f"0 (limit {ev.hang_limit_s:g} s)",
-            _examples(hangs),
+            _examples(hangs) if ops else NO_FAULT_OPS,
         ),
     ]
     answered = [o for o in failed if not o.timed_out]
@@ -224,22 +321,57 @@ def fail_fast(ev: Evidence) -> list[CheckResult]:
             bool(failed),
             len(failed),
             ">= 1 failed request while the fault held",
-            "" if failed else "every request succeeded: the fault did not reach clients",
+            ""
+            if failed
+            else "every request succeeded: the fault did not reach clients"
+            if ops
+            else NO_FAULT_OPS,
         )
     )
     return out
 
 
 def reject(ev: Evidence) -> list[CheckResult]:
-    out = []
     probes = ev.probe_ops
-    out.append(CheckResult("bad-token requests sent", bool(probes), len(probes), ">= 1"))
-    if ev.ledger is not None:
-        probe_ids = {o.op_id for o in probes if o.op_id}
-        applied = sorted(probe_ids & set(ev.ledger.failed_but_applied))
+    out = [
+        CheckResult(
+            "bad-token requests sent",
+            bool(probes),
+            len(probes),
+            ">= 1",
+            "" if probes else "no request with a bad token was sent",
+        )
+    ]
+    writes = [o for o in probes if o.op_id]
+    name = "bad-token writes executed"
+    if not writes:
         out.append(
             CheckResult(
-                "bad-token writes executed", not applied, len(applied), "0", ", ".join(applied[:5])
+                name, False, None, "0", "no bad-token write sent: the ledger cannot prove anything"
+            )
+        )
+    elif ev.ledger is None:
+        out.append(CheckResult(name, False, None, "0", "the ledger was not read"))
+    else:
+        # A refused write present in the ledger, and an accepted one not lost, both ran.
+        applied_refused = set(ev.ledger.failed_but_applied)
+        lost = set(ev.ledger.lost)
+        executed = sorted(
+            o.op_id
+            for o in writes
+            if o.op_id
+            and (
+                (o.outcome == "fail" and o.op_id in applied_refused)
+                or (o.outcome == "ok" and o.op_id not in lost)
+            )
+        )
+        out.append(
+            CheckResult(
+                name,
+                not executed,
+                len(executed),
+                "0",
+                ", ".join(executed[:5]) or f"{len(writes)} bad-token writes checked",
             )
         )
     return out
@@ -252,19 +384,24 @@ def consistent(ev: Evidence) -> list[CheckResult]:
         out.append(
             CheckResult(
                 "counter = acknowledged increments",
-                c.consistent,
+                bool(c.acknowledged) and c.consistent,
                 c.delta,
                 f"{c.acknowledged} (+ up to {c.unknown} unknown)",
-                f"before {c.before}, after {c.after}, lost {c.lost}",
+                f"before {c.before}, after {c.after}, lost {c.lost}"
+                + ("" if c.acknowledged else ": no acknowledged increment to check"),
             )
         )
     if ev.ledger is not None:
+        led = ev.ledger
         out.append(
             CheckResult(
                 "ledger consistent",
-                ev.ledger.consistent,
-                ev.ledger.acknowledged,
+                bool(led.acknowledged) and led.consistent,
+                led.acknowledged,
                 "every acknowledged write present, no refused write present",
+                f"lost {len(led.lost)}, applied although refused {len(led.failed_but_applied)}"
+                if led.acknowledged
+                else "no acknowledged write to check",
             )
         )
     if not out:

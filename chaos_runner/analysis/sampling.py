@@ -99,6 +99,11 @@ def restarts(samples: list[Sample]) -> list[dict[str, int | None]]:
     return out
 
 
+def pid_samples(samples: list[Sample]) -> int:
+    """How many samples found the program's pid: 0 means restarts were not observable."""
+    return sum(1 for s in samples if s.pid is not None)
+
+
 def max_rss_mb(samples: list[Sample]) -> float | None:
     values = [s.rss_kb for s in samples if s.rss_kb is not None]
     return round(max(values) / 1024, 1) if values else None

@@ -23,7 +23,7 @@ from chaos_runner.ansible import REPO_ROOT, PlaybookEvent, run_playbook
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
 from chaos_runner.target.inventory import load_inventory
 from chaos_runner.target.lab import LabSettings, LabState, lab_checks
-from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK
+from chaos_runner.target.roles import HostRoles
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,15 @@ def _run_dir(args: argparse.Namespace, label: str) -> Path:
 def _is_embedded(inventory_path: Path) -> bool:
     inventory = load_inventory(inventory_path)
     hosts = [h for h in inventory.hosts.values() if "controller" not in h.groups]
-    return bool(hosts) and all(not h.lab_allowed and _in_lab(h.address) for h in hosts)
+    network = inventory.lab_network()
+    return bool(hosts) and all(not h.lab_allowed and _in_network(h.address, network) for h in hosts)
 
 
-def _in_lab(address: str) -> bool:
+def _in_network(address: str, network: object) -> bool:
     import ipaddress
 
     try:
-        return ipaddress.ip_address(address) in DEFAULT_LAB_NETWORK
+        return ipaddress.ip_address(address) in network  # type: ignore[operator]
     except ValueError:
         return False
 
@@ -279,16 +280,16 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return EXIT_ERROR if dirty else EXIT_OK
 
 
-def _catalog(args: argparse.Namespace, hosts: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+def _catalog(args: argparse.Namespace, roles: HostRoles | None = None):  # type: ignore[no-untyped-def]
     from chaos_runner.model.config import load_config
     from chaos_runner.model.scenario import SCENARIO_DIR, Catalog
 
     config = load_config(args.config)
     directory = Path(args.scenarios or config.scenario_dir or SCENARIO_DIR)
-    if hosts is None:
+    if roles is None:
         settings = LabSettings.from_env(args.state_dir, args.inventory)
-        hosts = sorted(load_inventory(settings.inventory).hosts)
-    return config, Catalog.load(directory, hosts)
+        roles = load_inventory(settings.inventory).roles()
+    return config, Catalog.load(directory, roles)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -314,10 +315,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from chaos_runner.model.scenario import load_file
 
     settings = LabSettings.from_env(args.state_dir, args.inventory)
-    hosts = sorted(load_inventory(settings.inventory).hosts)
-    config, catalog = _catalog(args, hosts)
+    roles = load_inventory(settings.inventory).roles()
+    config, catalog = _catalog(args, roles)
     for extra in args.files:
-        for scenario in load_file(Path(extra), hosts):
+        for scenario in load_file(Path(extra), roles):
             catalog.scenarios.setdefault(scenario.id, scenario)
     print(
         f"{len(catalog.scenarios)} scenario(s) valid; config: environment={config.environment}, "
@@ -348,7 +349,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from chaos_runner.reports.summary import exit_code, read_journal, table, write_reports
+    from chaos_runner.reports.summary import exit_code, table, write_reports
+    from chaos_runner.results.records import read_journal
 
     where = Path(args.run)
     if not where.exists() and not where.is_absolute():
@@ -357,7 +359,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = where if where.is_dir() else where.parent
     written = write_reports(run_dir, journal)
     if args.format == "json":
-        print(json.dumps(journal["scenarios"], indent=1, default=str))
+        print(json.dumps(journal.to_dict()["scenarios"], indent=1, default=str))
     else:
         print(table(journal))
         print(

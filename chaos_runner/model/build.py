@@ -72,6 +72,10 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
                 return _convert(option, value, source, key)
             except ModelError as exc:
                 errors.append(exc)
+        # A value of the right shape with a bad part inside: name that part's leaf key.
+        deeper = [e for e in errors if e.key != key]
+        if deeper:
+            raise max(deeper, key=lambda e: len(e.key))
     elif tp is type(None):
         if value is None:
             return None

@@ -7,9 +7,8 @@ row. Defaults of the expectation thresholds are the KPI table of SCENARIOS.md.
 
 from __future__ import annotations
 
-import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,16 @@ from chaos_runner.model.build import (
     positive,
     read_yaml,
 )
+from chaos_runner.model.expand import (
+    KEY_PATH,
+    PROFILE_DIR,
+    Profiles,
+    deep_merge,
+    default_label,
+    set_path,
+)
+from chaos_runner.model.validation import semantic_checks
+from chaos_runner.target.roles import HostRoles
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
@@ -117,21 +126,73 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """Faults injected `at_s` after the hold starts and healed `duration_s` later;
+    `repeat` times, `every_s` apart (flapping)."""
+
+    at_s: float = field(check=between(0, 3600))
+    duration_s: float = field(check=between(0.1, 3600))
+    faults: list[FaultStep] = field(check=lambda v: None if v else "must list at least one fault")
+    label: str | None = None
+    repeat: int = field(1, check=between(1, 100))
+    every_s: float | None = field(None, check=positive)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One parameter over values: each value is a variant with its own verdict, and the run
+    keeps the series (value -> metrics per attempt)."""
+
+    key: str = field(check=lambda v: None if KEY_PATH.fullmatch(v) else f"{v!r} is not a key "
+                     "path like faults[0].params.delay_ms")  # fmt: skip
+    values: list[int | float | str] = field(
+        check=lambda v: None if v and len(set(map(str, v))) == len(v) else "distinct values needed"
+    )
+    label: str | None = field(None, check=lambda v: None if v is None or re.fullmatch(
+        r"[a-z][a-z0-9]*", v) else f"{v!r}: lower-case letters and digits only")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ScenarioDoc:
     id: str = field(check=_id_check)
     phase: int = field(check=between(1, 5))
     description: str = field(check=lambda v: None if v.strip() else "must not be empty")
     expect: Expect = field()
-    app: str = "app1"
+    question: str | None = None
+    profile: str | None = None
+    app: str = "@app"
     tags: list[str] = field([])
     suites: list[str] = field([])
     faults: list[FaultStep] = field([])
+    schedule: list[Stage] = field([])
     load: LoadProfile = field(LoadProfile())
     windows: Windows = field(Windows())
     abort: Abort = field(Abort())
     counter: str | None = None
     skip: str | None = None
     variants: list[Variant] = field([])
+    sweep: Sweep | None = None
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage of the hold as it runs: offsets from the start of the hold."""
+
+    index: int
+    label: str
+    start_s: float
+    end_s: float
+    faults: tuple[FaultStep, ...]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Where a scenario sits in a sweep: the base id, the key and this variant's value."""
+
+    base: str
+    key: str
+    label: str
+    value: int | float | str
 
 
 @dataclass(frozen=True)
@@ -140,6 +201,7 @@ class Scenario:
 
     doc: ScenarioDoc
     source: str
+    sweep: SweepPoint | None = None
 
     @property
     def id(self) -> str:
@@ -151,7 +213,13 @@ class Scenario:
 
     @property
     def bound_s(self) -> float:
-        return _bound(self.doc)
+        return bound(self.doc)
+
+    def stages(self) -> list[PlannedStage]:
+        return planned_stages(self.doc)
+
+    def all_faults(self) -> list[FaultStep]:
+        return [f for stage in self.stages() for f in stage.faults]
 
     def as_dict(self) -> dict[str, Any]:
         import dataclasses
@@ -160,163 +228,98 @@ class Scenario:
         out["expect"]["class"] = out["expect"].pop("class_")
         out.pop("variants")
         out["source"] = self.source
+        if self.sweep is not None:
+            out["sweep_point"] = dataclasses.asdict(self.sweep)
         return out
 
 
-def _deep_merge(base: Any, override: Any) -> Any:
-    if isinstance(base, Mapping) and isinstance(override, Mapping):
-        out = dict(base)
-        for k, v in override.items():
-            out[k] = _deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return out
-    if isinstance(base, list) and isinstance(override, list):
-        merged = [copy.deepcopy(b) for b in base]
-        for i, v in enumerate(override):
-            merged[i : i + 1] = [_deep_merge(base[i], v) if i < len(base) else copy.deepcopy(v)]
-        return merged
-    return copy.deepcopy(override)
-
-
-def _semantic_checks(doc: ScenarioDoc, source: str, hosts: Iterable[str] | None) -> None:
-    w = doc.windows
-    if w.baseline_s * 1000 / w.window_ms < 10:
-        raise ModelError(
-            source,
-            "windows.baseline_s",
-            f"{w.baseline_s} s holds fewer than 10 windows of {w.window_ms} ms (a baseline "
-            "needs >= 10)",
-        )
-    needed = doc.expect.recovery_s + 3 * w.window_ms / 1000
-    if w.recovery_s < needed:
-        raise ModelError(
-            source,
-            "windows.recovery_s",
-            f"{w.recovery_s} s cannot show recovery within expect.recovery_s="
-            f"{doc.expect.recovery_s} s plus 3 windows (needs >= {needed:g} s)",
-        )
-    if doc.faults and w.hold_s <= 0:
-        raise ModelError(source, "windows.hold_s", "a scenario with faults needs hold_s > 0")
-    load = doc.load
-    if load.mode == "open" and load.rate * _bound(doc) > load.max_ops:
-        raise ModelError(
-            source,
-            "load.max_ops",
-            f"{load.rate}/s for {_bound(doc):g} s needs more than max_ops={load.max_ops}",
-        )
-    if doc.counter is None and load.mix.get("increment", 0) > 0:
-        raise ModelError(source, "counter", "required when load.mix has increment operations")
-    known_hosts = set(hosts) if hosts is not None else None
-    if known_hosts is not None and doc.app not in known_hosts:
-        raise ModelError(source, "app", f"unknown lab host {doc.app!r}")
-    from chaos_runner.faults.channel import validate_request
-
-    for i, step in enumerate(doc.faults):
-        key = f"faults[{i}]"
-        if step.ttl_s is not None and step.ttl_s <= w.hold_s:
-            raise ModelError(
-                source, f"{key}.ttl_s", f"{step.ttl_s} s expires before hold_s={w.hold_s} s ends"
+def planned_stages(doc: ScenarioDoc) -> list[PlannedStage]:
+    """The hold as stages: top-level `faults` hold for the whole hold; `schedule` stages
+    (repeats unrolled) in start order."""
+    out: list[PlannedStage] = []
+    if doc.faults:
+        out.append(PlannedStage(0, "hold", 0.0, doc.windows.hold_s, tuple(doc.faults)))
+    for i, stage in enumerate(doc.schedule):
+        every = stage.every_s or 0.0
+        for k in range(stage.repeat):
+            start = stage.at_s + k * every
+            label = stage.label or f"stage {i + 1}"
+            out.append(
+                PlannedStage(
+                    len(out),
+                    label if stage.repeat == 1 else f"{label} #{k + 1}",
+                    start,
+                    start + stage.duration_s,
+                    tuple(stage.faults),
+                )
             )
-        if step.kind.startswith("client."):
-            _client_fault_check(step, source, key)
-            continue
-        if known_hosts is not None and step.host not in known_hosts:
-            raise ModelError(
-                source,
-                f"{key}.host",
-                f"unknown lab host {step.host!r} (known: {', '.join(sorted(known_hosts))})",
-            )
-        params = {}
-        for name, value in step.params.items():
-            ref = host_reference(value)
-            if ref is not None and known_hosts is not None and ref not in known_hosts:
-                raise ModelError(source, f"{key}.params.{name}", f"unknown lab host {ref!r}")
-            # A reference stands for an address; validate the rest with a placeholder.
-            params[name] = "198.18.0.1" if ref is not None else value
-        problem = validate_request(step.kind, params, ttl_s=step.ttl_s or w.hold_s + 30)
-        if problem:
-            param_key, _, message = problem.partition(": ")
-            dotted = f"{key}.{param_key}" if param_key.startswith("params") else f"{key}.kind"
-            raise ModelError(source, dotted, message if param_key.startswith("params") else problem)
-
-
-def host_reference(value: Any) -> str | None:
-    """`"@proxy1"` in fault parameters names a host whose address is filled in at run time,
-    so the same scenario file runs on the embedded lab and on a cluster inventory."""
-    if isinstance(value, str) and value.startswith("@") and len(value) > 1:
-        return value[1:]
-    return None
-
-
-def resolve_params(params: dict[str, Any], addresses: Mapping[str, str]) -> dict[str, Any]:
-    out = {}
-    for name, value in params.items():
-        ref = host_reference(value)
-        if ref is not None:
-            if ref not in addresses:
-                raise ConfigError(f"params.{name}: unknown host {ref!r}")
-            value = addresses[ref]
-        out[name] = value
+    out.sort(key=lambda s: (s.start_s, s.index))
     return out
 
 
-def _bound(doc: ScenarioDoc) -> float:
+def bound(doc: ScenarioDoc) -> float:
     """Phase time of one attempt (settle + baseline + hold + recovery)."""
     w = doc.windows
     return w.settle_s + w.baseline_s + w.hold_s + w.recovery_s
 
 
-def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
-    if step.kind not in CLIENT_FAULTS:
-        raise ModelError(source, f"{key}.kind", f"unknown client fault {step.kind!r}")
-    if step.host != "controller":
-        raise ModelError(source, f"{key}.host", "client faults run on 'controller'")
-    allowed = {"tokens", "share", "ops"}
-    unknown = sorted(set(step.params) - allowed)
-    if unknown:
-        raise ModelError(
-            source,
-            f"{key}.params.{unknown[0]}",
-            f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
-        )
-    tokens = step.params.get("tokens")
-    if not isinstance(tokens, list) or not tokens or any(t not in BAD_TOKENS for t in tokens):
-        raise ModelError(
-            source, f"{key}.params.tokens", f"expected a non-empty list of {', '.join(BAD_TOKENS)}"
-        )
-    share = step.params.get("share", 1.0)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ModelError(
-            source, f"{key}.params.share", f"expected a number in (0, 1], got {share!r}"
-        )
-    ops = step.params.get("ops", list(OP_KINDS))
-    if not isinstance(ops, list) or any(o not in OP_KINDS for o in ops):
-        raise ModelError(source, f"{key}.params.ops", f"expected a list of {', '.join(OP_KINDS)}")
-
-
-def load_file(path: Path, hosts: Iterable[str] | None = None) -> list[Scenario]:
-    """Every scenario (base and variants) of one file; ConfigError names file and key."""
+def load_file(
+    path: Path, roles: HostRoles | None = None, profiles: Profiles | None = None
+) -> list[Scenario]:
+    """Every scenario (base, variants, sweep points) of one file; ConfigError names the
+    file and the leaf key."""
     data, source = read_yaml(path)
+    profiles = profiles if profiles is not None else Profiles(path.parent / PROFILE_DIR)
+    data = profiles.apply(data, source)
     base = build(ScenarioDoc, data, source)
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     if base.id != stem and not base.variants:
         raise ModelError(source, "id", f"{base.id!r} must match the file name {stem!r}")
-    hosts = list(hosts) if hosts is not None else None
-    out: list[Scenario] = []
-    docs = [base] if not base.variants else []
+    if base.variants and base.sweep:
+        raise ModelError(source, "sweep", "a file has variants or a sweep, not both")
+    docs: list[tuple[ScenarioDoc, SweepPoint | None]] = []
     for i, variant in enumerate(base.variants):
         if not variant.id.startswith(base.id):
             raise ModelError(source, f"variants[{i}].id", f"must start with {base.id!r}")
-        if {"id", "variants"} & set(variant.set):
-            raise ModelError(source, f"variants[{i}].set", "cannot change id or variants")
-        merged = _deep_merge(data, variant.set)
+        if {"id", "variants", "profile"} & set(variant.set):
+            raise ModelError(source, f"variants[{i}].set", "cannot change id, variants or profile")
+        merged = deep_merge(data, variant.set)
         merged.update(id=variant.id, variants=[])
         if variant.description:
             merged["description"] = variant.description
-        docs.append(build(ScenarioDoc, merged, source, f"variants[{i}].set"))
-    for doc in docs:
+        docs.append((build(ScenarioDoc, merged, source, f"variants[{i}].set"), None))
+    if base.sweep is not None:
+        docs.extend(sweep_docs(base, data, source))
+    if not docs:
+        docs.append((base, None))
+    out: list[Scenario] = []
+    for doc, point in docs:
         where = source if doc is base else f"{source} (variant {doc.id})"
-        _semantic_checks(doc, where, hosts)
-        out.append(Scenario(doc, source))
+        if point is not None:
+            index = base.sweep.values.index(point.value) if base.sweep else 0
+            where = f"{source} (sweep point {doc.id}, sweep.values[{index}])"
+        semantic_checks(doc, where, roles)
+        out.append(Scenario(doc, source, point))
+    return out
+
+
+def sweep_docs(
+    base: ScenarioDoc, data: dict[str, Any], source: str
+) -> list[tuple[ScenarioDoc, SweepPoint]]:
+    assert base.sweep is not None
+    sweep = base.sweep
+    label = sweep.label or default_label(sweep.key)
+    out = []
+    for i, value in enumerate(sweep.values):
+        try:
+            merged = set_path(data, sweep.key, value)
+        except KeyError as exc:
+            raise ModelError(source, "sweep.key", str(exc.args[0])) from None
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        merged.update(id=f"{base.id}-{text}".lower(), sweep=None)
+        merged["description"] = f"{base.description} ({label} = {text})"
+        doc = build(ScenarioDoc, merged, source, f"sweep.values[{i}]")
+        out.append((doc, SweepPoint(base.id, sweep.key, label, value)))
     return out
 
 
@@ -325,13 +328,13 @@ class Catalog:
     scenarios: dict[str, Scenario]
 
     @classmethod
-    def load(cls, directory: Path = SCENARIO_DIR, hosts: Iterable[str] | None = None) -> Catalog:
+    def load(cls, directory: Path = SCENARIO_DIR, roles: HostRoles | None = None) -> Catalog:
         if not directory.is_dir():
             raise ConfigError(f"{directory}: no scenario directory")
-        hosts = list(hosts) if hosts is not None else None
+        profiles = Profiles(directory / PROFILE_DIR)
         found: dict[str, Scenario] = {}
         for path in sorted(directory.glob("*.y*ml")):
-            for scenario in load_file(path, hosts):
+            for scenario in load_file(path, roles, profiles):
                 if scenario.id in found:
                     raise ModelError(
                         scenario.source,
@@ -342,7 +345,8 @@ class Catalog:
         return cls(found)
 
     def select(self, selectors: Iterable[str]) -> list[Scenario]:
-        """By id, `tag:NAME`, `suite:NAME` or a bare suite/tag name; catalog order."""
+        """By id, `tag:NAME`, `suite:NAME`, `sweep:BASE-ID` or a bare suite/tag name (a
+        sweep's base id selects every point); catalog order."""
         chosen: dict[str, Scenario] = {}
         for sel in selectors:
             kind, _, name = sel.partition(":") if ":" in sel else ("", "", sel)
@@ -352,8 +356,9 @@ class Catalog:
                 if (kind in ("", "id") and s.id == name)
                 or (kind in ("", "suite") and name in s.doc.suites)
                 or (kind in ("", "tag") and name in s.doc.tags)
+                or (kind in ("", "sweep") and s.sweep is not None and s.sweep.base == name)
             ]
             if not matched:
-                raise ConfigError(f"no scenario, suite or tag matches {sel!r}")
+                raise ConfigError(f"no scenario, suite, tag or sweep matches {sel!r}")
             chosen.update((s.id, s) for s in matched)
         return [s for s in self.scenarios.values() if s.id in chosen]

@@ -21,10 +21,19 @@ from chaos_runner.ansible import run_playbook
 from chaos_runner.errors import PlaybookFailed
 from chaos_runner.faults.channel import FaultClient, FaultSpec
 from chaos_runner.model.config import RunnerConfig
-from chaos_runner.model.scenario import Scenario, resolve_params
-from chaos_runner.reports.summary import exit_code, table, write_journal, write_reports
-from chaos_runner.run.attempt import RunContext, run_scenario
+from chaos_runner.model.scenario import Scenario
+from chaos_runner.reports.summary import exit_code, table, write_reports
+from chaos_runner.results.records import (
+    SCHEMA_VERSION,
+    Journal,
+    add_to_series,
+    summary_record,
+    write_journal,
+)
+from chaos_runner.run.attempt import RunContext
+from chaos_runner.run.retries import run_scenario
 from chaos_runner.target.lab import LabState
+from chaos_runner.target.roles import resolve_params
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +131,18 @@ def run_campaign(
     run_id, run_dir = new_run_dir(runs_dir)
     app = state.app(scenarios[0].doc.app) if scenarios else state.app()
     env = Environment.detect(config.environment, app.version, str(app.raw.get("python", "")))
-    journal: dict[str, Any] = {
-        "run_id": run_id,
-        "started_at": datetime.now(UTC).isoformat(),
-        "argv": argv,
-        "seed": seed,
-        "selection": selection,
-        "config": config.__dict__,
-        "environment": env.as_dict(),
-        "apps": {h: a.raw for h, a in state.apps.items()},
-        "scenarios": [],
-        "definitions": {s.id: s.as_dict() for s in scenarios},
-    }
+    journal = Journal(
+        run_id=run_id,
+        schema_version=SCHEMA_VERSION,
+        started_at=datetime.now(UTC).isoformat(),
+        argv=list(argv),
+        seed=seed,
+        selection=list(selection),
+        config=dict(config.__dict__),
+        environment=env.as_dict(),
+        apps={h: a.raw for h, a in state.apps.items()},
+        definitions={s.id: s.as_dict() for s in scenarios},
+    )
     write_journal(run_dir, journal)
     printer = PhasePrinter(stream, len(scenarios))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -158,30 +167,31 @@ def run_campaign(
                 else None,
             )
             for scenario in scenarios:
-                summary = run_scenario(scenario, ctx)
-                journal["scenarios"].append(summary)
+                summary = summary_record(run_scenario(scenario, ctx), scenario.id)
+                journal.scenarios.append(summary)
+                if scenario.sweep is not None:
+                    add_to_series(journal, summary, scenario.sweep)
                 write_journal(run_dir, journal)
                 printer.done += 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-        journal["finished_at"] = datetime.now(UTC).isoformat()
-        journal["exit_code"] = exit_code(journal) if journal["scenarios"] else 2
+        journal.finished_at = datetime.now(UTC).isoformat()
+        journal.exit_code = exit_code(journal) if journal.scenarios else 2
         write_journal(run_dir, journal)
-        if journal["scenarios"]:
+        if journal.scenarios:
             write_reports(run_dir, journal)
     print(table(journal), file=sys.stdout)
     print(f"\njournal: {run_dir / 'journal.json'}  junit: {run_dir / 'junit.xml'}", file=stream)
-    return int(journal["exit_code"]), run_dir
+    return journal.exit_code, run_dir
 
 
 def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: TextIO) -> int:
     """Check mode of every fault of the selection through playbooks/fault.yml: arguments,
     reachability and the role's checks run; nothing is injected."""
     run_id, run_dir = new_run_dir(runs_dir, "dry-run")
-    addresses = {h: v["address"] for h, v in state.hosts.items()}
     failures = 0
     for scenario in scenarios:
-        for i, step in enumerate(scenario.doc.faults):
+        for i, step in enumerate(scenario.all_faults()):
             if step.kind.startswith("client."):
                 print(
                     f"{scenario.id}: {step.kind} runs in the controller (nothing to check)",
@@ -196,17 +206,26 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
                     extravars={
                         "fault_action": "inject",
                         "fault_kind": step.kind,
-                        "fault_params": resolve_params(step.params, addresses),
+                        "fault_params": resolve_params(
+                            {
+                                k: (state.gateway if v == "@controller" else v)
+                                for k, v in step.params.items()
+                            },
+                            state.roles,
+                        ),
                         "fault_ttl_s": 30,
                         "lab_state_dir": str(state.settings.state_dir),
                     },
-                    limit=step.host,
+                    limit=state.host(step.host),
                     check=True,
                 )
                 verdict = "check mode ok"
             except PlaybookFailed as exc:
                 failures += 1
                 verdict = f"check mode FAILED: {'; '.join(exc.failures) or exc}"
-            print(f"{scenario.id}: {step.kind} on {step.host}: {verdict}", file=stream)
+            print(
+                f"{scenario.id}: {step.kind} on {state.host(step.host)} ({step.host}): {verdict}",
+                file=stream,
+            )
     print(f"dry run {run_id}: {len(scenarios)} scenario(s), nothing injected", file=stream)
     return 0 if not failures else 2

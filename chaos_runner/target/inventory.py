@@ -16,6 +16,7 @@ import yaml
 
 from chaos_runner.errors import ConfigError
 from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK
+from chaos_runner.target.roles import HostRoles
 
 REQUIRED_GROUPS = ("db", "proxy", "app", "auth")
 
@@ -40,6 +41,33 @@ class Inventory:
     def group(self, name: str) -> list[InventoryHost]:
         return [h for h in self.hosts.values() if name in h.groups]
 
+    def roles(self) -> HostRoles:
+        """Every group with its hosts in inventory order, for `@group[i]` references."""
+        groups: dict[str, list[str]] = {}
+        for host in self.hosts.values():
+            for group in host.groups:
+                groups.setdefault(group, []).append(host.name)
+        return HostRoles(groups, {h.name: h.address for h in self.hosts.values()})
+
+    def lab_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The lab network: `lab_subnet` of the inventory (group_vars), else the default."""
+        values = {
+            str(h.variables["lab_subnet"])
+            for h in self.hosts.values()
+            if "lab_subnet" in h.variables
+        }
+        if len(values) > 1:
+            raise ConfigError(f"{self.path}: lab_subnet differs between hosts: {sorted(values)}")
+        if not values:
+            return DEFAULT_LAB_NETWORK
+        value = values.pop()
+        try:
+            return ipaddress.ip_network(value)
+        except ValueError:
+            raise ConfigError(
+                f"{self.path}: lab_subnet: {value!r} is not a network like 198.18.0.0/24"
+            ) from None
+
     def require_groups(self, groups: Iterable[str] = REQUIRED_GROUPS) -> None:
         missing = [g for g in groups if not self.group(g)]
         if missing:
@@ -49,9 +77,10 @@ class Inventory:
             )
 
     def require_lab_hosts(
-        self, network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
+        self, network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     ) -> None:
         """Refuse hosts outside the lab network unless marked chaos_lab_allowed."""
+        network = network or self.lab_network()
         for host in self.hosts.values():
             if "controller" in host.groups:
                 continue

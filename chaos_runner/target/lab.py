@@ -6,6 +6,7 @@ site.yml); this module reads what they recorded and checks it against the kernel
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -18,7 +19,9 @@ from typing import Any
 
 from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import LabNotReady
-from chaos_runner.target.netguard import NetworkGuard
+from chaos_runner.target.inventory import load_inventory
+from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK, NetworkGuard
+from chaos_runner.target.roles import HostRoles
 
 DEFAULT_STATE_DIR = Path("/var/lib/chaoslab")
 DEFAULT_HOST_ROOT = Path("/srv/chaoslab")
@@ -70,6 +73,8 @@ class LabState:
     gateway: str
     hosts: dict[str, dict[str, str]]
     apps: dict[str, AppEndpoint] = field(default_factory=dict)
+    roles: HostRoles = field(default_factory=lambda: HostRoles({}, {}))
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
 
     @classmethod
     def load(cls, settings: LabSettings) -> LabState:
@@ -90,23 +95,40 @@ class LabState:
                 pidfile=raw["pidfile"],
                 raw=raw,
             )
+        inventory = load_inventory(settings.inventory)
+        inventory_roles = inventory.roles()
+        # Addresses as recorded by `lab up`; groups as the inventory defines them.
+        addresses = {h: v["address"] for h, v in data["hosts"].items()}
         return cls(
             settings=settings,
             bridge=data["bridge"],
             gateway=data["gateway"],
             hosts=data["hosts"],
             apps=apps,
+            roles=HostRoles(
+                {g: [h for h in m if h in addresses] for g, m in inventory_roles.groups.items()},
+                addresses,
+            ),
+            network=inventory.lab_network(),
         )
 
     @property
     def guard(self) -> NetworkGuard:
-        return NetworkGuard(bridge=self.bridge)
+        return NetworkGuard(lab_network=self.network, bridge=self.bridge)
+
+    def host(self, reference: str) -> str:
+        """A host name from `@group[i]` (or a known host name, for the CLI)."""
+        if reference in self.hosts:
+            return reference
+        return self.roles.host(reference)
 
     def app(self, host: str | None = None) -> AppEndpoint:
         if not self.apps:
             raise LabNotReady("no FraiseQL app is recorded: run `chaoslab lab up` (site.yml)")
         if host is None:
             return self.apps[sorted(self.apps)[0]]
+        if host.startswith("@"):
+            host = self.roles.host(host)
         if host not in self.apps:
             raise LabNotReady(f"no FraiseQL app on {host!r}; known: {', '.join(sorted(self.apps))}")
         return self.apps[host]

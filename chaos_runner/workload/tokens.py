@@ -125,3 +125,31 @@ def bad_authorization(kind: str, minter: TokenMinter, ttl_s: int = 600) -> str |
 def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
     token = jwt.encode(claims, minter.private_key(kid), algorithm="RS256", headers={"kid": kid})
     return f"Bearer {token}"
+
+
+class TokenSwitch:
+    """The load's token policy: valid tokens, or (while a client fault holds) bad ones for a
+    share of the chosen operation kinds, cycling through the bad kinds."""
+
+    def __init__(self, minter: TokenMinter, ttl_s: int) -> None:
+        self.minter = minter
+        self.valid = f"Bearer {minter.mint(subject='chaos-runner', ttl_s=ttl_s)}"
+        self.bad: list[tuple[str, str | None]] = []
+        self.every = 1
+        self.ops: set[str] = set()
+        self.sent = 0
+
+    def activate(self, tokens: list[str], share: float, ops: list[str]) -> None:
+        self.bad = [(t, bad_authorization(t, self.minter)) for t in tokens]
+        self.every = max(1, round(1 / share))
+        self.ops = set(ops)
+
+    def deactivate(self) -> None:
+        self.bad = []
+
+    def __call__(self, kind: str, index: int) -> tuple[str, str | None]:
+        bad = self.bad
+        if bad and kind in self.ops and index % self.every == 0:
+            self.sent += 1
+            return bad[(index // self.every) % len(bad)]
+        return "valid", self.valid

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from chaos_runner.model.build import build
 from chaos_runner.model.config import RunnerConfig
 from chaos_runner.model.scenario import Catalog
 from chaos_runner.reports.summary import exit_code, junit, table
-from chaos_runner.run.attempt import RunContext, run_scenario
+from chaos_runner.results.records import Journal
+from chaos_runner.run.attempt import RunContext
+from chaos_runner.run.retries import run_scenario
 
 
 def scripted(outcomes: list[str]):
@@ -55,6 +58,20 @@ SCENARIO = Catalog.load().scenarios["net.db-stopped"]
         (["error", "fault-not-effective", "error"], 3, "error", False),
         (["skipped"], 1, "skipped", False),
         (["aborted", "aborted", "aborted"], 3, "aborted", False),
+        # No verdict in any attempt: the last attempt's outcome is the result.
+        (["baseline-not-met"] * 3, 3, "baseline-not-met", False),
+        (["fault-not-effective"] * 3, 3, "fault-not-effective", False),
+        (["error"] * 3, 3, "error", False),
+        (["baseline-not-met", "error", "fault-not-effective"], 3, "fault-not-effective", False),
+        (["error", "skipped"], 2, "skipped", False),
+        # A deviation that no later attempt could confirm or contradict stands.
+        (["deviated", "error", "error"], 3, "deviated", False),
+        (["deviated", "baseline-not-met", "deviated"], 3, "deviated", False),
+        # An abort is not a verdict (VERDICTS = passed, deviated): it is retried like a lab
+        # failure, and a later verdict decides alone, without making the result flaky.
+        (["aborted", "passed"], 2, "passed", False),
+        (["aborted", "deviated", "deviated"], 3, "deviated", False),
+        (["deviated", "aborted", "passed"], 3, "passed", True),
     ],
 )
 def test_attempts_until_a_settled_verdict(outcomes, tries, final, flaky):
@@ -63,6 +80,33 @@ def test_attempts_until_a_settled_verdict(outcomes, tries, final, flaky):
     assert calls == list(range(1, tries + 1))
     assert (result["outcome"], result["flaky"]) == (final, flaky)
     assert len(result["attempts"]) == tries  # every attempt is kept
+    assert [a["outcome"] for a in result["attempts"]] == outcomes[:tries]
+    # The reason is the chosen attempt's, and the chosen attempt has the final outcome.
+    chosen = result["attempts"][result["chosen_attempt"] - 1]
+    assert chosen["outcome"] == final
+    assert result["reason"] == f"attempt {result['chosen_attempt']}"
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "chosen"),
+    [
+        (["deviated", "passed", "passed"], 3),  # the latest attempt of the majority
+        (["deviated", "passed", "deviated"], 3),
+        (["passed"], 1),
+        (["error", "passed"], 2),
+        (["error", "error", "error"], 3),
+    ],
+)
+def test_the_chosen_attempt_is_the_latest_with_the_final_outcome(outcomes, chosen):
+    attempt, _ = scripted(outcomes)
+    assert run_scenario(SCENARIO, ctx(), attempt)["chosen_attempt"] == chosen
+
+
+def test_two_attempts_that_disagree_go_to_the_latest_and_are_flaky():
+    attempt, calls = scripted(["deviated", "passed"])
+    result = run_scenario(SCENARIO, ctx(attempts=2), attempt)
+    assert calls == [1, 2]
+    assert (result["outcome"], result["flaky"], result["chosen_attempt"]) == ("passed", True, 2)
 
 
 def test_without_confirmation_a_deviation_stands_alone():
@@ -77,8 +121,8 @@ def test_one_attempt_configured_means_one_attempt():
     assert calls == [1]
 
 
-def _journal(*outcomes: str) -> dict:
-    return {
+def _journal(*outcomes: str) -> Journal:
+    data = {
         "run_id": "r",
         "scenarios": [
             {
@@ -87,11 +131,12 @@ def _journal(*outcomes: str) -> dict:
                 "flaky": False,
                 "reason": "",
                 "chosen_attempt": 1,
-                "attempts": [{"attempt": 1, "outcome": o, "timeline": [], "faults": []}],
+                "attempts": [{"scenario": f"x.s{i}", "attempt": 1, "outcome": o, "timeline": []}],
             }
             for i, o in enumerate(outcomes)
         ],
     }
+    return build(Journal, data, "test")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,186 @@
+"""From what an attempt observed (history, fault timeline, PostgreSQL's ground truth,
+process samples) to metrics, checks and a verdict. Pure: everything it needs is passed in,
+so a verdict can be recomputed from the journal and the raw history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chaos_runner.analysis.checkers import Evidence, intended_restart_windows, judge
+from chaos_runner.analysis.history import Operation
+from chaos_runner.analysis.metrics import (
+    NS_PER_S,
+    Pooled,
+    Slo,
+    bite_ns,
+    counter_check,
+    ledger_check,
+    ok_latency_ms,
+    recovery_ns,
+    windows,
+)
+from chaos_runner.analysis.sampling import Sample, max_rss_mb, pid_samples, restarts
+from chaos_runner.model.scenario import Scenario
+
+
+class Marks(Protocol):
+    def first(self, event: str) -> int | None: ...
+
+
+@dataclass
+class Observed:
+    history: Sequence[Operation]
+    timeline: Marks
+    faults: list[dict[str, Any]]
+    slo: Slo
+    base: Pooled
+    origin_ns: int
+    window_ns: int
+    ledger_present: set[str]
+    counter_before: int | None
+    counter_after: int | None
+    samples: list[Sample]
+    app_host: str
+    app_program: str
+    hang_limit_s: float
+
+
+def _rate(ops: list[Operation]) -> float | None:
+    return round(sum(1 for o in ops if o.outcome != "ok") / len(ops), 4) if ops else None
+
+
+def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, Any]]:
+    """(outcome, reason, what the journal keeps: checks, metrics, windows, ledger, counter,
+    stages)."""
+    doc = scenario.doc
+    t = seen.timeline
+    end = t.first("recovery-end") or max((o.end_ns for o in seen.history), default=0)
+    valid = [o for o in seen.history if o.token == "valid"]
+    probes = [o for o in seen.history if o.token != "valid"]
+    all_windows = windows(valid, seen.origin_ns, end, seen.window_ns)
+    heal_end = t.first("heal-end")
+    inject_start = t.first("inject-start")
+    rec = recovery_ns(all_windows, heal_end, seen.slo) if heal_end is not None else None
+    bite = bite_ns(valid, inject_start, seen.slo) if inject_start is not None else None
+    writes = [o for o in seen.history if o.op_id is not None]
+    ledger = ledger_check(writes, seen.ledger_present) if writes else None
+    counter = None
+    if seen.counter_before is not None and seen.counter_after is not None:
+        counter = counter_check(
+            [o for o in seen.history if o.kind == "increment"],
+            seen.counter_before,
+            seen.counter_after,
+        )
+    evidence = Evidence(
+        expect=doc.expect,
+        valid_ops=valid,
+        probe_ops=probes,
+        windows=all_windows,
+        baseline=seen.base,
+        slo=seen.slo,
+        fault_start_ns=t.first("fault-holding"),
+        fault_end_ns=t.first("heal-start") or t.first("hold-end") or t.first("abort"),
+        heal_end_ns=heal_end,
+        recovery_ns=rec,
+        hang_limit_s=seen.hang_limit_s,
+        ledger=ledger,
+        counter=counter,
+        restarts=restarts(seen.samples),
+        max_rss_mb=max_rss_mb(seen.samples),
+        process_samples=pid_samples(seen.samples),
+        # The scenario's own restarts of FraiseQL are not crashes; 2 s of grace covers the
+        # service layer's start and the sampler's 0.25 s period.
+        intended_restarts=intended_restart_windows(
+            seen.faults, seen.app_host, seen.app_program, grace_ns=2 * NS_PER_S, end_ns=end
+        ),
+    )
+    outcome, checks = judge(evidence)
+    reason = "; ".join(
+        f"{c.name}: {c.measured} (expected {c.expected})" for c in checks if not c.ok
+    )
+    fault_ops = evidence.fault_ops()
+    metrics = {
+        "operations": len(seen.history),
+        "ok": sum(1 for o in seen.history if o.outcome == "ok"),
+        "fail": sum(1 for o in seen.history if o.outcome == "fail"),
+        "info": sum(1 for o in seen.history if o.outcome == "info"),
+        "bad_token_requests": len(probes),
+        "bite_s": None
+        if bite is None or inject_start is None
+        else round((bite - inject_start) / NS_PER_S, 3),
+        "bite_ns": bite,
+        "recovery_s": None
+        if rec is None or heal_end is None
+        else round(max(0, rec - heal_end) / NS_PER_S, 3),
+        "recovery_ns": rec,
+        "first_success_s": first_success_s(valid, heal_end),
+        "fault_p50_ms": ok_latency_ms(fault_ops, 50),
+        "fault_p95_ms": ok_latency_ms(fault_ops, 95),
+        "fault_p99_ms": ok_latency_ms(fault_ops, 99),
+        "fault_error_rate": _rate(fault_ops),
+        **delay_ratio(seen.faults, seen.base, fault_ops),
+        "max_rss_mb": evidence.max_rss_mb,
+        "restarts": evidence.restarts,
+    }
+    details = {
+        "checks": [c.as_dict() for c in checks],
+        "metrics": metrics,
+        "windows": [w.as_dict() for w in all_windows],
+        "ledger": ledger.as_dict() if ledger else None,
+        "counter": counter.as_dict() if counter else None,
+        "stages": stage_metrics(seen.faults, valid),
+    }
+    return outcome, reason, details
+
+
+def first_success_s(ops: list[Operation], heal_end_ns: int | None) -> float | None:
+    """Seconds from the end of the heal to the first request that succeeded after it (it
+    may have been sent before: a request queued in the pool counts when it comes back)."""
+    if heal_end_ns is None:
+        return None
+    ends = [o.end_ns for o in ops if o.outcome == "ok" and o.end_ns >= heal_end_ns]
+    return round((min(ends) - heal_end_ns) / NS_PER_S, 3) if ends else None
+
+
+def delay_ratio(faults: list[dict[str, Any]], base: Pooled, ops: list[Operation]) -> dict[str, Any]:
+    """Latency against injected delay: how many delayed round trips a request paid. Only
+    for one constant delay (a ramp is reported per stage)."""
+    delays = [float(f["params"].get("delay_ms", 0)) for f in faults if f["kind"] == "net.delay"]
+    during = ok_latency_ms(ops, 50)
+    if len(delays) != 1 or not delays[0] or during is None or base.p50_ms is None:
+        return {}
+    added = during - base.p50_ms
+    return {"added_p50_ms": round(added, 1), "delayed_round_trips": round(added / delays[0], 2)}
+
+
+def stage_metrics(faults: list[dict[str, Any]], ops: list[Operation]) -> list[dict[str, Any]]:
+    """Per stage of a schedule: when it held and what the operations started in it saw."""
+    stages: dict[int, dict[str, Any]] = {}
+    for f in faults:
+        s = stages.setdefault(
+            f["stage"],
+            {"stage": f["stage"], "label": f.get("stage_label"), "faults": [], "start_ns": None},
+        )
+        s["faults"].append({"kind": f["kind"], "host": f["host"], "params": f["params"]})
+        start = f.get("injected_ns")
+        s["start_ns"] = start if s["start_ns"] is None else min(s["start_ns"], start)
+        s["end_ns"] = max(s.get("end_ns") or 0, f.get("heal_ns") or 0) or None
+    out = []
+    for s in sorted(stages.values(), key=lambda s: s["start_ns"] or 0):
+        inside = [
+            o
+            for o in ops
+            if s["start_ns"] is not None
+            and s["end_ns"] is not None
+            and s["start_ns"] <= o.start_ns < s["end_ns"]
+        ]
+        s.update(
+            operations=len(inside),
+            p50_ms=ok_latency_ms(inside, 50),
+            p95_ms=ok_latency_ms(inside, 95),
+            error_rate=_rate(inside),
+        )
+        out.append(s)
+    return out
