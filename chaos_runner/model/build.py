@@ -18,7 +18,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 from chaos_runner.errors import ConfigError
 
 T = TypeVar("T")
-Check = Callable[[Any], str | None]
+# A check returns None, a message, or (leaf key below the field, message).
+Check = Callable[[Any], str | tuple[str, str] | None]
 
 
 class ModelError(ConfigError):
@@ -130,6 +131,8 @@ def build(model: type[T], data: Any, source: str, prefix: str = "") -> T:
         check = f.metadata.get("check")
         if check is not None:
             problem = check(value)
+            if isinstance(problem, tuple):  # (leaf under this key, message)
+                raise ModelError(source, f"{dotted}.{problem[0]}", problem[1])
             if problem:
                 raise ModelError(source, dotted, problem)
         kwargs[f.name] = value

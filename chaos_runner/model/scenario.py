@@ -57,12 +57,15 @@ def _id_check(value: str) -> str | None:
     return None if ID_PATTERN.fullmatch(value) else f"{value!r} is not an id like net.db-stopped"
 
 
-def _mix_check(mix: dict[str, float]) -> str | None:
+def _mix_check(mix: dict[str, float]) -> str | tuple[str, str] | None:
     unknown = sorted(set(mix) - set(OP_KINDS))
     if unknown:
-        return f"unknown operation {unknown[0]!r} (allowed: {', '.join(OP_KINDS)})"
-    if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-        return "weights must be >= 0 with a positive sum"
+        return unknown[0], f"unknown operation (allowed: {', '.join(OP_KINDS)})"
+    negative = sorted(k for k, w in mix.items() if w < 0)
+    if negative:
+        return negative[0], f"a weight must be >= 0, got {mix[negative[0]]:g}"
+    if sum(mix.values()) <= 0:
+        return "weights must have a positive sum"
     return None
 
 
