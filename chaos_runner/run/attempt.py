@@ -290,15 +290,19 @@ class Attempt:
                 )
 
     def heal(self) -> None:
+        """Heal everything still injected. A heal that failed leaves the lab in doubt: the
+        attempt ends as `error` (the fault's lease and expiry heal it on the host)."""
         if self.schedule is None:
             return
         if self.schedule.active:
             self.say("heal")
         self.schedule.heal_remaining()
         if self.schedule.heal_errors:
-            self.result["reason"] = "; ".join(
-                [self.result["reason"], *self.schedule.heal_errors]
-            ).strip("; ")
+            raise StopAttempt(
+                "error",
+                "; ".join(self.schedule.heal_errors)
+                + " (the host's lease heals what the runner could not)",
+            )
 
     def recover(self) -> None:
         self.say("recover")
