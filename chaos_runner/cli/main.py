@@ -300,7 +300,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             s.id,
             s.doc.phase,
             s.expect.class_,
-            ", ".join(f"{f.kind}@{f.host}" for f in s.doc.faults) or "-",
+            ", ".join(sorted({f"{f.kind} {f.host}" for f in s.all_faults()})) or "-",
             ", ".join(s.doc.suites) or "-",
             f"{s.bound_s:g}s",
             s.doc.skip or s.doc.description[:60],
