@@ -241,9 +241,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_fault_kinds(args: argparse.Namespace) -> int:
-    from chaos_runner.faults.channel import _AGENT
+    from chaosfault.kinds import FAULTS
 
-    rows = [(kind, ", ".join(fault.params) or "-") for kind, fault in sorted(_AGENT.FAULTS.items())]
+    rows = [(kind, ", ".join(fault.params) or "-") for kind, fault in sorted(FAULTS.items())]
     print(tabulate(rows, headers=["kind", "parameters"]))
     return EXIT_OK
 

@@ -270,6 +270,15 @@ class Attempt:
         abort = self.doc.abort
         if self.load.done:
             raise StopAttempt("aborted", "the load driver stopped early (bound reached or failed)")
+        mine = {f["id"] for f in self.result["faults"]}
+        lost = [f"{fid} on {host}" for host, fid in self.ctx.faults.lost if fid in mine]
+        if lost:
+            self.timeline.mark("abort", reason="fault lost")
+            raise StopAttempt(
+                "error",
+                f"{', '.join(lost)} healed by its host while the hold ran (lease renewals "
+                "failed): the runner lost its connection to the fault agent",
+            )
         blown = error_budget_blown(valid_ops(self.load.history()), now_ns, abort)
         if blown:
             self.timeline.mark("abort", reason="error budget")

@@ -573,6 +573,69 @@ def test_heal_all_after_a_killed_run_leaves_zero_artifacts(lab):
     assert chaoslab("lab", "status").returncode == 0
 
 
+# ------------------------------------------------------- leases, reconnects
+
+
+def _refused(lab, port: int = 5432) -> bool:
+    try:
+        socket.create_connection((addr(lab, "db1"), port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _sever(channel) -> None:
+    """Close the SSH transport under an agent channel, as a network failure would."""
+    channel._client.get_transport().close()
+
+
+def test_a_dead_controllers_leased_fault_heals_within_its_lease(lab):
+    agent_log = Path("/srv/chaoslab/db1/faults/agent.log")
+    client = FaultClient(lab, renew_every_s=1.0)
+    fault = client.inject(
+        FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=600, id="leased", lease_s=3)
+    )
+    # Renewed, it outlives its lease twice over.
+    time.sleep(6.5)
+    assert client.verify("db1", fault["id"])["ok"]
+    assert _refused(lab)
+    # The controller dies: no more renewals, no more connection. The TTL (600 s) is far off.
+    client.close()
+    dead_at = time.monotonic()
+    with FaultClient(lab) as fresh:
+        while artifacts_left(fresh.artifacts("db1")) and time.monotonic() - dead_at < 10:
+            time.sleep(0.2)
+        healed_after_s = time.monotonic() - dead_at
+        assert artifacts_left(fresh.artifacts("db1")) == [], healed_after_s
+    assert healed_after_s < 10
+    assert f"lease expired {fault['id']} (net.reset" in agent_log.read_text()
+    assert not _refused(lab)
+
+
+def test_a_cut_fast_path_reconnects_and_heals(lab, faults):
+    fault = faults.inject(FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=120))
+    assert _refused(lab)
+    cut = faults.channel("db1")
+    _sever(cut)
+    assert faults.heal("db1", fault["id"])["healed"] is True
+    assert faults.channel("db1") is not cut
+    assert not _refused(lab)
+    assert faults.list("db1") == []
+
+
+def test_renewals_survive_a_cut_connection(lab):
+    with FaultClient(lab, renew_every_s=1.0) as client:
+        fault = client.inject(FaultSpec("db1", "net.reset", {"port": 5432}, ttl_s=120, lease_s=4))
+        time.sleep(1.5)  # at least one renewal, so the renewal channel exists
+        _sever(client._lease_channels["db1"])
+        _sever(client.channel("db1"))
+        time.sleep(5)  # longer than the lease: only a reconnected renewal keeps the fault
+        assert client.verify("db1", fault["id"])["ok"]
+        assert _refused(lab)
+        assert client.heal("db1", fault["id"])["healed"] is True
+    assert not _refused(lab)
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -1,17 +1,20 @@
-"""Fault requests are validated by the agent's own code (loaded on the controller)."""
+"""Fault requests are validated by the agent's own code (imported on the controller)."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from chaos_runner.faults.channel import _AGENT, FAULT_KINDS
+from chaos_runner.faults.channel import FAULT_KINDS
+from chaosfault.kinds import FAULTS
+from chaosfault.validation import FaultInputError
+from chaosfault.validation import validate as agent_validate
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def validate(spec):
-    return _AGENT.validate(spec)
+    return agent_validate(spec)
 
 
 def test_role_entry_point_choices_match_the_agent():
@@ -87,10 +90,17 @@ def test_role_entry_point_choices_match_the_agent():
             "unknown parameter(s) ['colour']",
         ),
         ("net.reset", "fault: expected a JSON object"),
+        ({"kind": ["net.reset"]}, "kind: unknown fault ['net.reset']"),
+        ({"kind": "net.reset", "params": {"port": 1}, "lease_s": 0}, "lease_s: 0 is outside"),
+        ({"kind": "net.reset", "params": {"port": 1}, "lease_s": 61}, "lease_s: 61 is outside"),
+        (
+            {"kind": "net.reset", "params": {"port": 1}, "lease_s": "6"},
+            "lease_s: expected a number",
+        ),
     ],
 )
 def test_bad_requests_name_the_parameter(spec, message):
-    with pytest.raises(_AGENT.FaultInputError) as err:
+    with pytest.raises(FaultInputError) as err:
         validate(spec)
     assert message in str(err.value)
 
@@ -108,17 +118,17 @@ def test_defaults_are_filled_in():
 
 
 def test_every_kind_declares_its_parameters():
-    for kind, fault in _AGENT.FAULTS.items():
+    for kind, fault in FAULTS.items():
         assert isinstance(fault.params, tuple), kind
 
 
 def test_netem_arguments_where_the_kernel_has_netem():
     # This kernel has no sch_netem, so the netem branch is pinned here (tc-netem(8) syntax).
     _, params, _ = validate({"kind": "net.delay", "params": {"delay_ms": 200, "jitter_ms": 20}})
-    assert _AGENT.FAULTS["net.delay"].netem_args(params) == ["delay", "200ms", "20ms"]
+    assert FAULTS["net.delay"].netem_args(params) == ["delay", "200ms", "20ms"]
     _, params, _ = validate(
         {"kind": "net.reorder", "params": {"delay_ms": 50, "probability": 0.25}}
     )
-    assert _AGENT.FAULTS["net.reorder"].netem_args(params) == ["delay", "50ms", "reorder", "75.00%"]
+    assert FAULTS["net.reorder"].netem_args(params) == ["delay", "50ms", "reorder", "75.00%"]
     _, params, _ = validate({"kind": "net.corrupt", "params": {"probability": 0.001}})
-    assert _AGENT.FAULTS["net.corrupt"].netem_args(params) == ["corrupt", "0.10%"]
+    assert FAULTS["net.corrupt"].netem_args(params) == ["corrupt", "0.10%"]

@@ -1,4 +1,5 @@
-"""Lint and types are part of the test command (ruff + mypy --strict on chaos_runner)."""
+"""Lint and types are part of the test command (ruff + mypy --strict on chaos_runner and the
+fault agent, chaosfault)."""
 
 import subprocess
 import sys
@@ -13,7 +14,7 @@ PATHS = [
     "benchmarks",
     "library",
     "molecule",
-    "roles/faults/files",
+    "agent",
 ]
 
 

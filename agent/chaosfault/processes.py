@@ -1,0 +1,120 @@
+"""Commands and processes: run a tool, signal a pid, walk a process tree, and recognise the
+agent's own helpers (watchdogs, NFQUEUE workers, loops) by their command line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from chaosfault.errors import FaultFailed
+
+# Command-line words of the agent's short-lived request handlers: never swept as helpers.
+REQUEST_COMMANDS = frozenset(
+    {"serve", "heal", "artifacts", "list", "verify", "inject", "plan", "renew", "kinds"}
+)
+
+
+def run(
+    cmd: list[str], check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
+    if check and proc.returncode != 0:
+        raise FaultFailed(
+            f"{shlex.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[:400]}"
+        )
+    return proc
+
+
+def kill(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def is_our_process(pid: int, *markers: str) -> bool:
+    cmd = cmdline(pid)
+    return (
+        bool(cmd)
+        and any("chaosfault" in part or "nfqueue" in part for part in cmd)
+        and all(m in cmd for m in markers)
+    )
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def wait_dead(pid: int, timeout_s: float = 3.0) -> bool:
+    """True once `pid` has exited (gone or zombie); a SIGKILL takes a moment to land."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process_state(pid) in ("gone", "Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def same_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*")]
+
+
+def agent_processes() -> list[int]:
+    """The agent's processes in this host's namespace, but this one and `serve` sessions."""
+    me = os.getpid()
+    return [
+        pid
+        for pid in _pids()
+        if is_our_process(pid) and pid != me and same_netns(pid) and "serve" not in cmdline(pid)
+    ]
+
+
+def helper_processes() -> list[int]:
+    """The agent's background helpers in this namespace (what heal-all may kill): not this
+    process and not a request being handled right now."""
+    me = os.getpid()
+    return [
+        pid
+        for pid in _pids()
+        if pid != me
+        and same_netns(pid)
+        and is_our_process(pid)
+        and not REQUEST_COMMANDS & set(cmdline(pid))
+    ]
