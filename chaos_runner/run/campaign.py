@@ -76,11 +76,13 @@ def ansible_transport(state: LabState, run_dir: Path) -> Any:
     def call(action: str, spec: FaultSpec) -> dict[str, Any]:
         extravars: dict[str, Any] = {
             "fault_action": action,
-            "fault_id": spec.id,
+            "faults_id": spec.id,
             "lab_state_dir": str(state.settings.state_dir),
         }
         if action == "inject":
-            extravars.update(fault_kind=spec.kind, fault_params=spec.params, fault_ttl_s=spec.ttl_s)
+            extravars.update(
+                faults_kind=spec.kind, faults_params=spec.params, faults_ttl_s=spec.ttl_s
+            )
         result = run_playbook(
             "fault",
             inventory=state.settings.inventory,
@@ -205,15 +207,15 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
                     artifacts_dir=run_dir / "ansible" / f"{scenario.id}-{i}",
                     extravars={
                         "fault_action": "inject",
-                        "fault_kind": step.kind,
-                        "fault_params": resolve_params(
+                        "faults_kind": step.kind,
+                        "faults_params": resolve_params(
                             {
                                 k: (state.gateway if v == "@controller" else v)
                                 for k, v in step.params.items()
                             },
                             state.roles,
                         ),
-                        "fault_ttl_s": 30,
+                        "faults_ttl_s": 30,
                         "lab_state_dir": str(state.settings.state_dir),
                     },
                     limit=state.host(step.host),

@@ -699,19 +699,21 @@ def test_ansible_entry_points_inject_verify_heal(lab, lab_settings, tmp_path):
         tmp_path,
         "inject",
         fault_action="inject",
-        fault_kind="net.reset",
-        fault_params={"port": 5432},
-        fault_ttl_s=30,
-        fault_id="via-ansible",
+        faults_kind="net.reset",
+        faults_params={"port": 5432},
+        faults_ttl_s=30,
+        faults_id="via-ansible",
     )
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((addr(lab, "db1"), 5432), timeout=2)
-    _fault_playbook(lab_settings, tmp_path, "verify", fault_action="verify", fault_id="via-ansible")
-    _fault_playbook(lab_settings, tmp_path, "heal", fault_action="heal", fault_id="via-ansible")
+    _fault_playbook(
+        lab_settings, tmp_path, "verify", fault_action="verify", faults_id="via-ansible"
+    )
+    _fault_playbook(lab_settings, tmp_path, "heal", fault_action="heal", faults_id="via-ansible")
     socket.create_connection((addr(lab, "db1"), 5432), timeout=2).close()
     with pytest.raises(PlaybookFailed):
         _fault_playbook(
-            lab_settings, tmp_path, "verify2", fault_action="verify", fault_id="via-ansible"
+            lab_settings, tmp_path, "verify2", fault_action="verify", faults_id="via-ansible"
         )
 
 
@@ -719,8 +721,10 @@ def test_ansible_entry_point_rejects_an_unknown_kind(lab, lab_settings, tmp_path
     from chaos_runner.errors import PlaybookFailed
 
     with pytest.raises(PlaybookFailed) as err:
-        _fault_playbook(lab_settings, tmp_path, "bad", fault_action="inject", fault_kind="net.warp")
-    assert "fault_kind" in str(err.value) and "net.partition" in str(err.value)
+        _fault_playbook(
+            lab_settings, tmp_path, "bad", fault_action="inject", faults_kind="net.warp"
+        )
+    assert "faults_kind" in str(err.value) and "net.partition" in str(err.value)
 
 
 def test_heal_all_playbook_checks_every_host(lab, faults):

@@ -21,7 +21,7 @@ def test_role_entry_point_choices_match_the_agent():
     specs = yaml.safe_load((REPO / "roles/faults/meta/argument_specs.yml").read_text())[
         "argument_specs"
     ]
-    assert sorted(specs["inject"]["options"]["fault_kind"]["choices"]) == sorted(FAULT_KINDS)
+    assert sorted(specs["inject"]["options"]["faults_kind"]["choices"]) == sorted(FAULT_KINDS)
     role_vars = yaml.safe_load((REPO / "roles/faults/vars/main.yml").read_text())
     assert sorted(role_vars["__faults_kinds"]) == sorted(FAULT_KINDS)
 
