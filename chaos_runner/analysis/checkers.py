@@ -25,6 +25,7 @@ from chaos_runner.analysis.metrics import (
     pooled,
 )
 from chaos_runner.model.scenario import Expect
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
 
 UNCLEAR = ("without a message", "internal server error")
 
@@ -70,6 +71,10 @@ class Evidence:
     # [start, end] (monotonic ns) in which the scenario itself restarts or kills FraiseQL:
     # a pid change inside one is the fault doing its work, not a crash.
     intended_restarts: list[tuple[int, int]] = field(default_factory=list)
+    # Valid-token operations outside the service load: health/ready probes and invalid
+    # GraphQL (an expected refusal). Judged by the scoped checks, never by the SLO.
+    side_ops: list[Operation] = field(default_factory=list)
+    bite_ns: int | None = None
 
     def fault_ops(self) -> list[Operation]:
         if self.fault_start_ns is None or self.fault_end_ns is None:
@@ -433,7 +438,81 @@ CHECKERS: dict[str, Callable[[Evidence], list[CheckResult]]] = {
 }
 
 
+def scoped(ev: Evidence) -> list[CheckResult]:
+    """Checks on classes of operations: invalid GraphQL refused, the kinds that do not need
+    the faulty dependency unaffected, and a probe that reports the failure in time."""
+    out: list[CheckResult] = []
+    refusals = [o for o in ev.side_ops if o.kind in EXPECTED_REFUSAL_KINDS]
+    if refusals:
+        executed = [o for o in refusals if o.outcome == "ok"]
+        out.append(
+            CheckResult(
+                "invalid GraphQL refused",
+                not executed,
+                f"{len(refusals) - len(executed)}/{len(refusals)}",
+                "every one refused with an error",
+                _examples(executed),
+            )
+        )
+    ops = [*ev.valid_ops, *ev.side_ops]
+    for kind in ev.expect.unaffected:
+        during = [o for o in _between(ops, ev.fault_start_ns, ev.fault_end_ns) if o.kind == kind]
+        before = [
+            o
+            for o in ops
+            if o.kind == kind and ev.fault_start_ns and o.start_ns < ev.fault_start_ns
+        ]
+        base = ok_latency_ms(before, 95)
+        p95 = ok_latency_ms(during, 95)
+        errors = [o for o in during if o.outcome != "ok"]
+        limit = None if base is None else max(ev.expect.p95_factor * base, base + 25)
+        ok = bool(during) and not errors and p95 is not None and limit is not None and p95 <= limit
+        out.append(
+            CheckResult(
+                f"{kind} unaffected by the fault",
+                ok,
+                f"{len(errors)}/{len(during)} failed, p95 {p95} ms",
+                "none failed, p95 <= "
+                + ("?" if limit is None else f"{limit:.1f} ms (before: {base} ms)"),
+                "no such operation during the fault" if not during else _examples(errors),
+            )
+        )
+    detect = ev.expect.detect
+    if detect is not None:
+        probes = [o for o in ev.side_ops if o.kind == detect.probe]
+        after = [o for o in probes if ev.bite_ns is not None and o.end_ns >= ev.bite_ns]
+        first = next((o for o in sorted(after, key=lambda o: o.end_ns) if o.outcome != "ok"), None)
+        took = (
+            None if first is None or ev.bite_ns is None else (first.end_ns - ev.bite_ns) / NS_PER_S
+        )
+        why = (
+            "no bite: the fault never hurt a request"
+            if ev.bite_ns is None
+            else f"no {detect.probe} probe was sent"
+            if not probes
+            else f"{detect.probe} never reported the failure"
+            if first is None
+            else ""
+        )
+        out.append(
+            CheckResult(
+                f"/{detect.probe} reports the failure",
+                took is not None and took <= detect.within_s,
+                None if took is None else round(took, 3),
+                f"<= {detect.within_s:g} s after the bite",
+                why,
+            )
+        )
+    return out
+
+
+def _between(ops: list[Operation], start: int | None, end: int | None) -> list[Operation]:
+    if start is None or end is None:
+        return []
+    return [o for o in ops if start <= o.start_ns < end]
+
+
 def judge(ev: Evidence) -> tuple[str, list[CheckResult]]:
     """(`passed` | `deviated`, every check) for the scenario's expectation class."""
-    checks = CHECKERS[ev.expect.class_](ev) + common(ev)
+    checks = CHECKERS[ev.expect.class_](ev) + scoped(ev) + common(ev)
     return ("passed" if all(c.ok for c in checks) else "deviated"), checks

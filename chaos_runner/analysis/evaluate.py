@@ -4,7 +4,7 @@ so a verdict can be recomputed from the journal and the raw history."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from chaos_runner.analysis.metrics import (
 )
 from chaos_runner.analysis.sampling import Sample, max_rss_mb, pid_samples, restarts
 from chaos_runner.model.scenario import Scenario
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
 
 
 class Marks(Protocol):
@@ -47,6 +48,16 @@ class Observed:
     hang_limit_s: float
 
 
+# Operations outside the service load: probes and invalid GraphQL (expected refusals).
+SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS})
+
+
+def service_ops(ops: Iterable[Operation]) -> list[Operation]:
+    """The load the SLO, the baseline and the error budget are about: valid tokens, and
+    neither probes nor invalid GraphQL."""
+    return [o for o in ops if o.token == "valid" and o.kind not in SIDE_KINDS]
+
+
 def _rate(ops: list[Operation]) -> float | None:
     return round(sum(1 for o in ops if o.outcome != "ok") / len(ops), 4) if ops else None
 
@@ -57,7 +68,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
     doc = scenario.doc
     t = seen.timeline
     end = t.first("recovery-end") or max((o.end_ns for o in seen.history), default=0)
-    valid = [o for o in seen.history if o.token == "valid"]
+    valid = service_ops(seen.history)
+    side = [o for o in seen.history if o.token == "valid" and o.kind in SIDE_KINDS]
     probes = [o for o in seen.history if o.token != "valid"]
     all_windows = windows(valid, seen.origin_ns, end, seen.window_ns)
     heal_end = t.first("heal-end")
@@ -92,6 +104,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         process_samples=pid_samples(seen.samples),
         # The scenario's own restarts of FraiseQL are not crashes; 2 s of grace covers the
         # service layer's start and the sampler's 0.25 s period.
+        side_ops=side,
+        bite_ns=bite,
         intended_restarts=intended_restart_windows(
             seen.faults, seen.app_host, seen.app_program, grace_ns=2 * NS_PER_S, end_ns=end
         ),

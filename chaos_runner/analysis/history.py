@@ -24,6 +24,8 @@ class Operation:
 
     outcome: `ok` (succeeded), `fail` (definitely did not take effect or a read failed),
     `info` (unknown: a write whose answer never came, e.g. a timeout).
+    detail: what a check needs beyond the outcome - the variant an `invalid` operation
+    sent, the balances a `snapshot_read` saw, the isolation level a `transfer` ran at.
     """
 
     index: int
@@ -38,6 +40,7 @@ class Operation:
     token: str = "valid"
     timed_out: bool = False
     auth_rejected: bool = False
+    detail: dict[str, Any] | None = None
 
     @property
     def latency_ns(self) -> int:
@@ -80,7 +83,7 @@ class History:
 
 
 def _compact(row: dict[str, Any]) -> dict[str, Any]:
-    defaults = {"status": None, "error": None, "sent_ns": None, "op_id": None}
+    defaults = {"status": None, "error": None, "sent_ns": None, "op_id": None, "detail": None}
     return {
         k: v
         for k, v in row.items()

@@ -132,7 +132,8 @@ def build(model: type[T], data: Any, source: str, prefix: str = "") -> T:
         if check is not None:
             problem = check(value)
             if isinstance(problem, tuple):  # (leaf under this key, message)
-                raise ModelError(source, f"{dotted}.{problem[0]}", problem[1])
+                leaf = problem[0] if problem[0].startswith("[") else f".{problem[0]}"
+                raise ModelError(source, f"{dotted}{leaf}", problem[1])
             if problem:
                 raise ModelError(source, dotted, problem)
         kwargs[f.name] = value

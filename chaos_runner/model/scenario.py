@@ -34,10 +34,13 @@ from chaos_runner.model.expand import (
 )
 from chaos_runner.model.validation import semantic_checks
 from chaos_runner.target.roles import HostRoles
+from chaos_runner.workload.operations import OP_KINDS as DRIVER_OP_KINDS
+from chaos_runner.workload.operations import OperationParams
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
-OP_KINDS = ("query", "nested", "mutation", "increment")
+# The load driver's operation kinds (chaos_runner.workload.load.OP_KINDS).
+OP_KINDS: tuple[str, ...] = DRIVER_OP_KINDS
 BAD_TOKENS = (
     "none",
     "empty",
@@ -86,6 +89,8 @@ class LoadProfile:
     timeout_s: float = field(12.0, check=between(0.1, 120))
     mix: dict[str, float] = field({"query": 6, "nested": 2, "mutation": 2}, check=_mix_check)
     max_ops: int = field(50_000, check=between(1, 1_000_000))
+    # What the parameterised operations send (slow_s, large_limit, isolation, ...).
+    params: OperationParams = field(OperationParams())
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,22 @@ class Windows:
     baseline_s: float = field(3.0, check=between(0.1, 600))
     hold_s: float = field(10.0, check=between(0, 3600))
     recovery_s: float = field(8.0, check=between(0.1, 600))
+
+
+def _kinds_check(kinds: list[str]) -> tuple[str, str] | None:
+    unknown = [i for i, k in enumerate(kinds) if k not in OP_KINDS]
+    if unknown:
+        return f"[{unknown[0]}]", f"unknown operation {kinds[unknown[0]]!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Detect:
+    """A probe must report the failure: its first failed answer after the bite comes
+    within `within_s` of it."""
+
+    probe: Literal["health", "ready"]
+    within_s: float = field(check=between(0.1, 600))
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,9 @@ class Expect:
     hang_s: float | None = field(None, check=positive)
     client_deadline_is_fail_fast: bool = False
     slo_p95_ms: float | None = field(None, check=positive)
+    # Operation kinds that do not need the faulty dependency: no error, latency as before.
+    unaffected: list[str] = field([], check=_kinds_check)
+    detect: Detect | None = None
 
 
 @dataclass(frozen=True)

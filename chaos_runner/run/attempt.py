@@ -8,6 +8,7 @@ fault-not-effective, aborted, error (a lab failure), skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -23,8 +24,8 @@ from chaos_runner.analysis.baseline import (
     load_signature,
     stored_summary,
 )
-from chaos_runner.analysis.evaluate import Observed, evaluate
-from chaos_runner.analysis.history import History, Operation
+from chaos_runner.analysis.evaluate import Observed, evaluate, service_ops
+from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.ledger import LedgerStore
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
@@ -43,7 +44,8 @@ from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, Scenario
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, lab_checks
-from chaos_runner.workload.load import GraphQLLoad, LoadSettings
+from chaos_runner.workload.load import GraphQLLoad
+from chaos_runner.workload.operations import LoadSettings, line_problem
 from chaos_runner.workload.tokens import TokenMinter, TokenSwitch
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,6 @@ class RunContext:
         return TokenMinter(
             self.state.settings.state_dir / "pki", endpoint.issuer, endpoint.audience
         )
-
-
-def valid_ops(history: History | list[Operation]) -> list[Operation]:
-    return [o for o in history if o.token == "valid"]
 
 
 def error_budget_blown(ops: list[Operation], now_ns: int, abort: Abort) -> str | None:
@@ -166,6 +164,9 @@ class Attempt:
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
             raise StopAttempt("baseline-not-met", f"steady-state gate: {problem}")
+        unserved = line_problem(self.doc.load.mix, state.app(self.doc.app).version)
+        if unserved:
+            raise StopAttempt("skipped", unserved)
         hosts = {
             state.host(s.host)
             for s in self.scenario.all_faults()
@@ -200,6 +201,8 @@ class Attempt:
                 seed=ctx.seed + self.number,
                 op_prefix=run_tag,
                 counter=doc.counter,
+                params=doc.load.params,
+                line=app.version,
             ),
             ctx.state.guard,
             self.switch,
@@ -220,7 +223,7 @@ class Attempt:
         _sleep(w.baseline_s)
         base_end = self.timeline.mark("baseline-end")
         self.window_ns = w.window_ms * 1_000_000
-        ops = valid_ops(self.load.history())
+        ops = service_ops(self.load.history())
         base_windows = windows(ops, self.base_start, base_end, self.window_ns)[
             : int(w.baseline_s * 1000 // w.window_ms)
         ]
@@ -232,7 +235,13 @@ class Attempt:
         self.result["baseline_windows"] = len(base_windows)
         load = self.doc.load
         signature = load_signature(
-            {"mode": load.mode, "rate": load.rate, "concurrency": load.concurrency, "mix": load.mix}
+            {
+                "mode": load.mode,
+                "rate": load.rate,
+                "concurrency": load.concurrency,
+                "mix": load.mix,
+                "params": dataclasses.asdict(load.params),
+            }
         )
         stored = ctx.baselines.stored(ctx.environment, signature)
         self.result["stored_baseline"] = stored_summary(stored) if len(stored) >= 2 else None
@@ -279,7 +288,7 @@ class Attempt:
                 f"{', '.join(lost)} healed by its host while the hold ran (lease renewals "
                 "failed): the runner lost its connection to the fault agent",
             )
-        blown = error_budget_blown(valid_ops(self.load.history()), now_ns, abort)
+        blown = error_budget_blown(service_ops(self.load.history()), now_ns, abort)
         if blown:
             self.timeline.mark("abort", reason="error budget")
             raise StopAttempt("aborted", blown)

@@ -16,41 +16,55 @@ Bounded by `max_ops` and `max_duration_s`; it stops by itself.
 FraiseQL answers most errors with HTTP 200 and `errors[]`, so outcomes are classified by
 content: `ok`, `fail` (refused, or a read that failed), `info` (a write whose effect is
 unknown: no answer, a timeout, or a server error after the request was sent).
+
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from chaos_runner.analysis.history import History, Operation, Outcome
 from chaos_runner.errors import LoadError
 from chaos_runner.target.netguard import NetworkGuard
-from chaos_runner.workload.graphql import parse_response
+from chaos_runner.workload.operations import (
+    EXPECTED_REFUSAL_KINDS,
+    INVALID,
+    OP_KINDS,
+    WRITE_KINDS,
+    LoadSettings,
+    OperationParams,
+    Verdict,
+    classify,
+    judge,
+    line_problem,
+    request_for,
+)
+
+# Re-exported: the driver's callers build settings and read the operation catalogue here.
+__all__ = [
+    "EXPECTED_REFUSAL_KINDS",
+    "INVALID",
+    "OP_KINDS",
+    "GraphQLLoad",
+    "LoadDriver",
+    "LoadSettings",
+    "OperationParams",
+    "TokenPolicy",
+    "classify",
+    "judge",
+    "line_problem",
+    "request_for",
+    "static_policy",
+    "summary",
+]
 
 log = logging.getLogger(__name__)
-
-POSTS = "query($limit: Int!) { posts(limit: $limit) { id title tags published } }"
-NESTED_POST_ID = "00000000-0000-4000-9000-000000000001"
-# A literal id: FraiseQL 1.9.16 refuses a `UUID!` variable ("cannot be used as an input type").
-NESTED = f'{{ post(id: "{NESTED_POST_ID}") {{ id title author {{ id name email }} }} }}'
-RECORD = (
-    "mutation($input: RecordOpInput!) { recordOp(input: $input) { __typename "
-    "... on RecordOpSuccess { ledgerEntry { opId } } ... on RecordOpError { message } } }"
-)
-INCREMENT = (
-    "mutation($input: IncrementCounterInput!) { incrementCounter(input: $input) { __typename "
-    "... on IncrementCounterSuccess { counter { value } } "
-    "... on IncrementCounterError { message } } }"
-)
-AUTH_WORDS = ("auth", "token", "unauthori", "forbidden", "credential", "jwt", "signature")
 
 # (op kind, sequence number) -> (token label, Authorization header value or None)
 TokenPolicy = Callable[[str, int], tuple[str, str | None]]
@@ -62,69 +76,6 @@ class LoadDriver(Protocol):
     def stop(self) -> None: ...
 
     def history(self) -> History: ...
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    url: str
-    mode: Literal["open", "closed"] = "open"
-    rate: float = 40.0
-    concurrency: int = 8
-    max_in_flight: int = 256
-    timeout_s: float = 12.0
-    mix: tuple[tuple[str, float], ...] = (("query", 6.0), ("nested", 2.0), ("mutation", 2.0))
-    max_ops: int = 50_000
-    max_duration_s: float = 120.0
-    seed: int = 0
-    op_prefix: str = "op"
-    counter: str | None = None
-    path: str = "/"  # of `get` operations
-
-
-def request_for(kind: str, index: int, settings: LoadSettings) -> tuple[bytes, str | None]:
-    """The GraphQL request body of one operation and its ledger op id (writes only).
-    `get` is a plain GET of settings.path (static endpoints, for benchmarks)."""
-    if kind == "get":
-        return b"", None
-    if kind == "query":
-        return json.dumps({"query": POSTS, "variables": {"limit": 5}}).encode(), None
-    if kind == "nested":
-        return json.dumps({"query": NESTED}).encode(), None
-    if kind == "mutation":
-        op_id = f"{settings.op_prefix}-{index}"
-        variables = {"input": {"opId": op_id, "client": settings.op_prefix, "amount": 1}}
-        return json.dumps({"query": RECORD, "variables": variables}).encode(), op_id
-    if kind == "increment":
-        variables = {"input": {"name": settings.counter or "default", "by": 1}}
-        return json.dumps({"query": INCREMENT, "variables": variables}).encode(), None
-    raise LoadError(f"unknown operation kind {kind!r}")
-
-
-def classify(kind: str, status: int, text: str) -> tuple[Outcome, str | None, bool]:
-    """(outcome, error text, refused by auth) of one complete HTTP answer."""
-    if kind == "get":
-        return ("ok", None, False) if status == 200 else ("fail", f"HTTP {status}", False)
-    resp = parse_response(status, text)
-    write = kind in ("mutation", "increment")
-    message = "; ".join(resp.errors)[:300] or None
-    auth = status in (401, 403) or any(w in (message or "").lower() for w in AUTH_WORDS)
-    if status == 200 and not resp.errors and resp.data is not None:
-        if not write:
-            return "ok", None, False
-        payload = next(iter(resp.data.values()), None)
-        typename = payload.get("__typename", "") if isinstance(payload, dict) else ""
-        if typename.endswith("Success"):
-            return "ok", None, False
-        if typename.endswith("Error") and isinstance(payload, dict):
-            # The mutation function itself refused (e.g. a duplicate op id): nothing written.
-            return "fail", str(payload.get("message") or typename)[:300], False
-        return "info", f"unexpected mutation answer: {text[:200]}", False
-    if auth and status in (200, 401, 403):
-        return "fail", message or f"HTTP {status}", True
-    if not write or (status < 500 and status != 200):
-        # Reads never change anything; a 4xx write was refused before running.
-        return "fail", message or f"HTTP {status}", False
-    return "info", message or f"HTTP {status} without a message", False
 
 
 # uvicorn closes idle keep-alive connections after 5 s; a request written into one that is
@@ -186,6 +137,13 @@ class GraphQLLoad:
             raise LoadError(f"expected an http:// URL, got {settings.url!r}")
         if settings.mode == "open" and settings.rate <= 0:
             raise LoadError("open-loop load needs a positive rate")
+        unknown = sorted({k for k, _ in settings.mix} - {*OP_KINDS, "get"})
+        if unknown:
+            raise LoadError(f"unknown operation kind {unknown[0]!r}")
+        if settings.line is not None:
+            problem = line_problem((k for k, w in settings.mix if w > 0), settings.line)
+            if problem:
+                raise LoadError(problem)
         # The network rule, checked before any packet: lab address routed to the bridge.
         self.host = guard.check(parts.hostname)
         self.port = parts.port or 80
@@ -309,20 +267,19 @@ class GraphQLLoad:
         return _Connection(reader, writer)
 
     async def _one(self, index: int, kind: str, due_ns: int) -> None:
-        body, op_id = request_for(kind, index, self.settings)
+        request = request_for(kind, index, self.settings)
         label, authorization = self.tokens(kind, index)
-        method, path = ("GET", self.settings.path) if kind == "get" else ("POST", "/graphql")
         headers = [
-            f"{method} {path} HTTP/1.1",
+            f"{request.method} {request.path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
             "Content-Type: application/json",
             "Accept: application/json",
-            f"Content-Length: {len(body)}",
+            f"Content-Length: {len(request.body)}",
         ]
         if authorization is not None:
             headers.append(f"Authorization: {authorization}")
-        raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-        write = kind in ("mutation", "increment")
+        raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + request.body
+        write = kind in WRITE_KINDS
         self._in_flight += 1
         sent_ns: int | None = None
         conn: _Connection | None = None
@@ -350,26 +307,28 @@ class GraphQLLoad:
             self._idle.append(conn)
         elif conn is not None:
             conn.close()
-        auth = False
         if failure is None and status is not None:
-            outcome, error, auth = classify(kind, status, text)
+            verdict = judge(kind, status, text)
         else:
             # Unsent: nothing happened. Sent without an answer: a write's effect is unknown.
-            outcome, error = ("info" if write and sent_ns is not None else "fail"), failure
+            outcome: Outcome = "info" if write and sent_ns is not None else "fail"
+            verdict = Verdict(outcome, failure)
+        detail = {**(request.detail or {}), **(verdict.detail or {})} or None
         self._ops.append(
             Operation(
                 index=index,
                 kind=kind,
                 start_ns=due_ns,
                 end_ns=time.monotonic_ns(),
-                outcome=outcome,
+                outcome=verdict.outcome,
                 status=status,
-                error=error,
+                error=verdict.error,
                 sent_ns=sent_ns,
-                op_id=op_id,
+                op_id=request.op_id,
                 token=label,
                 timed_out=timed_out,
-                auth_rejected=auth,
+                auth_rejected=verdict.auth_rejected,
+                detail=detail,
             )
         )
 

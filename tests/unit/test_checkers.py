@@ -22,12 +22,13 @@ from chaos_runner.analysis.checkers import (
     intended_restart_windows,
     judge,
     reject,
+    scoped,
     tolerate,
 )
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.metrics import CounterCheck, LedgerCheck, Pooled, Slo
 from chaos_runner.analysis.sampling import Sample, pid_samples, restarts
-from chaos_runner.model.scenario import Expect
+from chaos_runner.model.scenario import Detect, Expect
 
 MS = 1_000_000
 S = 1_000 * MS
@@ -668,3 +669,53 @@ def test_check_results_keep_the_journal_shape():
     _, checks = judge(passing("tolerate"))
     for c in checks:
         assert list(c.as_dict()) == ["name", "ok", "measured", "expected", "detail"]
+
+
+# ------------------------------------------------------------------ scoped checks
+
+
+def test_invalid_graphql_must_be_refused_every_time():
+    refused = [op(1000, 5, "fail", kind="invalid", error="Syntax Error", index=1)]
+    executed = [op(1100, 5, "ok", kind="invalid", index=2)]
+    (check,) = scoped(evidence("tolerate", side_ops=refused))
+    assert (check.name, check.ok, check.measured) == ("invalid GraphQL refused", True, "1/1")
+    (check,) = scoped(evidence("tolerate", side_ops=refused + executed))
+    assert (check.ok, check.measured) == (False, "1/2")
+    assert "invalid ok" in check.detail
+
+
+def test_unaffected_kinds_keep_their_latency_and_never_fail():
+    health_before = [op(100 * i, 2, kind="health", index=200 + i) for i in range(10)]
+    fine = during([2, 3, 2, 4], kind="health")
+    slow = during([2, 3, 2, 40], kind="health")  # p95 40 > max(3 x 2, 2 + 25) = 27
+    broken = during([2, 3, 2, 4], ["ok", "ok", "fail", "ok"], kind="health")
+    expect = {"unaffected": ["health"]}
+    (ok,) = scoped(evidence("fail-fast", side_ops=health_before + fine, expect=expect))
+    assert ok.ok and ok.expected == "none failed, p95 <= 27.0 ms (before: 2.0 ms)"
+    (late,) = scoped(evidence("fail-fast", side_ops=health_before + slow, expect=expect))
+    assert not late.ok and late.measured == "0/4 failed, p95 40.0 ms"
+    (bad,) = scoped(evidence("fail-fast", side_ops=health_before + broken, expect=expect))
+    assert not bad.ok and bad.measured.startswith("1/4 failed")
+    (none,) = scoped(evidence("fail-fast", side_ops=health_before, expect=expect))
+    assert not none.ok and none.detail == "no such operation during the fault"
+
+
+def test_a_probe_must_report_the_failure_within_its_time():
+    bite = FAULT_START + 200 * MS
+    ready = during([5, 5, 5, 5, 5, 5], ["ok", "ok", "ok", "fail", "fail", "fail"], kind="ready")
+    ev = evidence("fail-fast", side_ops=ready, bite_ns=bite)
+    ev = Evidence(
+        **{**ev.__dict__, "expect": Expect(class_="fail-fast", detect=Detect("ready", 0.2))}
+    )
+    (check,) = scoped(ev)
+    # The first failed ready ends at 1300 + 5 ms: 0.105 s after the bite at 1200 ms.
+    assert (check.ok, check.measured) == (True, 0.105)
+    late = Evidence(
+        **{**ev.__dict__, "expect": Expect(class_="fail-fast", detect=Detect("ready", 0.1))}
+    )
+    assert not scoped(late)[0].ok
+    silent = Evidence(**{**ev.__dict__, "side_ops": during([5, 5], kind="ready")})
+    (never,) = scoped(silent)
+    assert not never.ok and never.detail == "ready never reported the failure"
+    no_bite = Evidence(**{**ev.__dict__, "bite_ns": None})
+    assert scoped(no_bite)[0].detail == "no bite: the fault never hurt a request"
