@@ -284,7 +284,7 @@ def _run_one(tmp_path: Path, doc: dict, **config: object) -> tuple[int, dict, Pa
     return proc.returncode, summary, run_dir
 
 
-def _start_and_wait_for_injection(tmp_path: Path) -> subprocess.Popen[str]:
+def _start_and_wait_for_injection(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             *CHAOSLAB,
@@ -294,6 +294,7 @@ def _start_and_wait_for_injection(tmp_path: Path) -> subprocess.Popen[str]:
             "net.kill-test",
             "--scenarios",
             str(_scenario_dir(tmp_path)),
+            *extra,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -329,6 +330,32 @@ def test_sigkill_mid_scenario_is_healed_by_the_lease_within_15_s(lab, tmp_path):
     while _left(lab) and time.monotonic() - killed < 15:
         time.sleep(0.25)
     assert _left(lab) == [], "the lease did not heal the fault within 15 s"
+    with FaultClient(lab) as client:
+        swept = client.heal_all(["app1"])["app1"]
+    assert not swept["healed"] and not swept["swept"], swept
+
+
+def test_a_fast_path_cut_mid_fault_ends_as_error_and_the_lease_heals_the_host(lab, tmp_path):
+    """The controller loses its SSH path to the faulty host for longer than the lease: the
+    runner cannot renew nor heal; the host heals the fault by itself; the attempt ends as
+    `error` naming what happened, and nothing is left behind."""
+    address = lab.hosts["app1"]["address"]
+    cut = ["OUTPUT", "-d", address, "-p", "tcp", "--dport", "22", "-m", "comment",
+           "--comment", "chaoslab-test-cut", "-j", "REJECT",
+           "--reject-with", "tcp-reset"]  # fmt: skip
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"attempts": 1}))
+    proc = _start_and_wait_for_injection(tmp_path, "--config", str(config))
+    subprocess.run(["iptables", "-w", "5", "-I", *cut], check=True)
+    try:
+        assert proc.wait(timeout=60) == 2
+    finally:
+        subprocess.run(["iptables", "-w", "5", "-D", *cut], check=True)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (summary,) = json.loads((run_dir / "journal.json").read_text())["scenarios"]
+    assert summary["outcome"] == "error", summary
+    assert "heal of" in summary["reason"] or "healed by its host" in summary["reason"], summary
+    assert _left(lab) == []
     with FaultClient(lab) as client:
         swept = client.heal_all(["app1"])["app1"]
     assert not swept["healed"] and not swept["swept"], swept
