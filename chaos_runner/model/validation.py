@@ -4,6 +4,7 @@ the agent accepts. Every error names the file and the leaf key."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from chaos_runner.model.build import ModelError
@@ -34,6 +35,15 @@ def semantic_checks(doc: ScenarioDoc, source: str, roles: HostRoles | None) -> N
             "windows.recovery_s",
             f"{w.recovery_s} s cannot show recovery within expect.recovery_s="
             f"{doc.expect.recovery_s} s plus 3 windows (needs >= {needed:g} s)",
+        )
+    per_window = doc.load.rate * w.window_ms / 1000
+    if doc.load.mode == "open" and per_window < 1:
+        raise ModelError(
+            source,
+            "windows.window_ms",
+            f"{w.window_ms} ms windows hold {per_window:g} operations at {doc.load.rate:g}/s: "
+            "empty windows prove nothing, so recovery (3 windows in a row meeting the SLO) "
+            f"could never be seen; use window_ms >= {math.ceil(1000 / doc.load.rate)}",
         )
     if (doc.faults or doc.schedule) and w.hold_s <= 0:
         raise ModelError(source, "windows.hold_s", "a scenario with faults needs hold_s > 0")

@@ -163,10 +163,15 @@ def test_tolerate_throughput_scales_with_the_offered_load():
     assert tp.expected.startswith(">= 12.8 ")
 
 
-def test_tolerate_throughput_counts_completions_inside_the_fault_window():
-    # Four of the eight end after the fault window (at 2.3 s and later): 4 ops/s < 6.4.
-    ops = during([10, 12, 14, 16, 1900, 1900, 1900, 1900])
-    tp = by_name(tolerate(evidence("tolerate", ops)))["throughput during fault (ops/s)"]
+def test_tolerate_throughput_counts_the_successes_among_operations_asked_in_the_fault():
+    # Goodput by start: four slow successes ending after the window (2.3 s and later) still
+    # count for the window they were asked in (8 ops/s >= 6.4); their latency is judged by
+    # the p95 check alone. Four failures among the eight: 4 ops/s < 6.4.
+    slow = during([10, 12, 14, 16, 1900, 1900, 1900, 1900])
+    tp = by_name(tolerate(evidence("tolerate", slow)))["throughput during fault (ops/s)"]
+    assert (tp.ok, tp.measured) == (True, 8.0)
+    half = during([10] * 8, ["ok", "fail"] * 4)
+    tp = by_name(tolerate(evidence("tolerate", half)))["throughput during fault (ops/s)"]
     assert (tp.ok, tp.measured) == (False, 4.0)
 
 
