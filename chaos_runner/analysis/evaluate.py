@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chaos_runner.analysis.checkers import Evidence, intended_restart_windows, judge
+from chaos_runner.analysis.checkers import (
+    ISOLATION_KINDS,
+    Evidence,
+    IsolationEvidence,
+    intended_restart_windows,
+    judge,
+)
 from chaos_runner.analysis.history import Operation
+from chaos_runner.analysis.invariants import check_accounts
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Pooled,
@@ -23,7 +30,10 @@ from chaos_runner.analysis.metrics import (
 )
 from chaos_runner.analysis.sampling import Sample, max_rss_mb, pid_samples, restarts
 from chaos_runner.model.scenario import Scenario
-from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS, ROLLED_BACK
+
+if TYPE_CHECKING:
+    from chaos_runner.analysis.ledger import GroupRows
 
 
 class Marks(Protocol):
@@ -46,16 +56,97 @@ class Observed:
     app_host: str
     app_program: str
     hang_limit_s: float
+    # PostgreSQL's rows of the attempt's account group, read when the load moved money
+    # (transfer / snapshot_read); op_prefix names the attempt's transfers.
+    accounts: GroupRows | None = None
+    op_prefix: str = ""
 
 
 # Operations outside the service load: probes and invalid GraphQL (expected refusals).
 SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS})
+# A transfer the group's rule refused: a withdrawal the group cannot cover.
+RULE_REFUSALS = ("failed:insufficient_funds",)
+# Faults that do their harm while being injected: a service-layer restart returns once the
+# program runs again and a SIGKILL or one round of terminations is over at once, so their
+# window opens at the inject, not at `fault-holding`.
+ONE_SHOT_KINDS = ("proc.restart", "proc.kill", "pg.crash")
+
+
+def isolation_refusal(op: Operation) -> bool:
+    """A transfer or snapshot read PostgreSQL rolled back at its isolation level (40001,
+    40P01) or the group's rule refused: the documented answer to concurrent transactions,
+    judged by the isolation checks, not a service error."""
+    if op.outcome != "fail" or op.kind not in ISOLATION_KINDS:
+        return False
+    text = op.error or ""
+    return any(w in text for w in ROLLED_BACK) or text.startswith(RULE_REFUSALS)
 
 
 def service_ops(ops: Iterable[Operation]) -> list[Operation]:
     """The load the SLO, the baseline and the error budget are about: valid tokens, and
-    neither probes nor invalid GraphQL."""
-    return [o for o in ops if o.token == "valid" and o.kind not in SIDE_KINDS]
+    neither probes, invalid GraphQL nor isolation refusals."""
+    return [
+        o
+        for o in ops
+        if o.token == "valid" and o.kind not in SIDE_KINDS and not isolation_refusal(o)
+    ]
+
+
+def fault_window(
+    scenario: Scenario, faults: list[dict[str, Any]], t: Marks
+) -> tuple[int | None, int | None]:
+    """Where the fault's harm is judged. A scenario without faults stresses FraiseQL with
+    its load alone (bad GraphQL, concurrent transactions): its hold is the window."""
+    if not scenario.all_faults():
+        return t.first("inject-start"), t.first("hold-end") or t.first("abort")
+    start = t.first("fault-holding")
+    shots = [
+        int(f["inject_ns"])
+        for f in faults
+        if f.get("inject_ns") is not None
+        and (
+            f.get("kind") in ONE_SHOT_KINDS
+            or (f.get("kind") == "pg.terminate" and not (f.get("params") or {}).get("interval_ms"))
+        )
+    ]
+    if shots:
+        start = min(shots) if start is None else min(start, *shots)
+    return start, t.first("heal-start") or t.first("hold-end") or t.first("abort")
+
+
+def isolation_evidence(scenario: Scenario, seen: Observed) -> IsolationEvidence | None:
+    rows = seen.accounts
+    if rows is None:
+        return None
+    return IsolationEvidence(
+        level=scenario.doc.load.params.isolation.replace("_", " "),
+        group=rows.group,
+        op_prefix=seen.op_prefix,
+        ops=tuple(o for o in seen.history if o.token == "valid" and o.kind in ISOLATION_KINDS),
+        accounts=rows.accounts,
+        transfers=rows.transfers,
+        committed=rows.transfer_ops,
+        concurrency_required=not scenario.all_faults(),
+    )
+
+
+def isolation_summary(iso: IsolationEvidence | None) -> dict[str, Any] | None:
+    """What the journal keeps of the account group (under metrics: the record has no
+    other place for it)."""
+    if iso is None:
+        return None
+    check = check_accounts(iso.accounts, iso.transfers)
+    return {
+        "level": iso.level,
+        "group": iso.group,
+        "accounts": len(iso.accounts),
+        "total": check.total,
+        "withdrawn": check.withdrawn,
+        "initial_total": check.initial_total,
+        "drift": check.drift,
+        "mismatched": check.mismatched,
+        "committed_transfers": len(iso.transfers),
+    }
 
 
 def _rate(ops: list[Operation]) -> float | None:
@@ -85,6 +176,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
             seen.counter_before,
             seen.counter_after,
         )
+    fault_start, fault_end = fault_window(scenario, seen.faults, t)
+    iso = isolation_evidence(scenario, seen)
     evidence = Evidence(
         expect=doc.expect,
         valid_ops=valid,
@@ -92,8 +185,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         windows=all_windows,
         baseline=seen.base,
         slo=seen.slo,
-        fault_start_ns=t.first("fault-holding"),
-        fault_end_ns=t.first("heal-start") or t.first("hold-end") or t.first("abort"),
+        fault_start_ns=fault_start,
+        fault_end_ns=fault_end,
         heal_end_ns=heal_end,
         recovery_ns=rec,
         hang_limit_s=seen.hang_limit_s,
@@ -109,6 +202,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         intended_restarts=intended_restart_windows(
             seen.faults, seen.app_host, seen.app_program, grace_ns=2 * NS_PER_S, end_ns=end
         ),
+        isolation=iso,
     )
     outcome, checks = judge(evidence)
     reason = "; ".join(
@@ -137,6 +231,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         **delay_ratio(seen.faults, seen.base, fault_ops),
         "max_rss_mb": evidence.max_rss_mb,
         "restarts": evidence.restarts,
+        "isolation": isolation_summary(iso),
     }
     details = {
         "checks": [c.as_dict() for c in checks],

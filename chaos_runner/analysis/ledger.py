@@ -1,4 +1,5 @@
-"""PostgreSQL as the ground truth for writes: which ledger op ids exist, counter values.
+"""PostgreSQL as the ground truth for writes: which ledger op ids exist, counter values,
+and the accounts and committed transfers of an isolation experiment's group.
 
 The runner connects to the database host directly (not through the proxy the app uses),
 as the lab's admin role, so a fault on the app's path does not blind the checker.
@@ -12,8 +13,21 @@ from dataclasses import dataclass
 
 import psycopg
 
+from chaos_runner.analysis.invariants import Account, Transfer
 from chaos_runner.errors import LabNotReady
 from chaos_runner.target.lab import LabState
+
+
+@dataclass(frozen=True)
+class GroupRows:
+    """PostgreSQL's rows of one account group (core.tb_account, core.tb_transfer), read in
+    one snapshot so a transfer committing meanwhile cannot tear them apart."""
+
+    group: str
+    accounts: tuple[Account, ...] = ()
+    transfers: tuple[Transfer, ...] = ()
+    # op ids of the committed transfers (the driver's `<op prefix>-<index>`)
+    transfer_ops: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,29 @@ class LedgerStore:
                 "SELECT value FROM core.tb_counter WHERE name = %s", (name,)
             ).fetchone()
         return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+    def accounts(self, group: str) -> GroupRows:
+        """The group's accounts and committed transfers (one REPEATABLE READ snapshot)."""
+        with self._connect() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+                accounts = conn.execute(
+                    "SELECT name, balance, initial FROM core.tb_account WHERE grp = %s", (group,)
+                ).fetchall()
+                transfers = conn.execute(
+                    "SELECT op_id, from_name, to_name, amount FROM core.tb_transfer WHERE grp = %s",
+                    (group,),
+                ).fetchall()
+        return GroupRows(
+            group,
+            tuple(Account(str(n), int(b), int(i)) for n, b, i in accounts),  # type: ignore[call-overload]
+            tuple(
+                Transfer(str(f), None if t is None else str(t), int(a))  # type: ignore[call-overload]
+                for _, f, t, a in transfers
+            ),
+            frozenset(str(r[0]) for r in transfers),
+        )
 
     def ping(self) -> bool:
         try:

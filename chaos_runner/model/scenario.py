@@ -54,6 +54,9 @@ BAD_TOKENS = (
 )
 CLIENT_FAULTS = ("client.bad-token",)
 Expectation = Literal["tolerate", "fail-fast", "reject", "consistent"]
+# Isolation anomalies the account experiments can show (chaos_runner.analysis.checkers
+# judges them against PostgreSQL's documented behaviour per level).
+ANOMALIES = ("dirty-read", "non-repeatable-read", "phantom-read", "lost-update", "write-skew")
 
 
 def _id_check(value: str) -> str | None:
@@ -109,6 +112,15 @@ def _kinds_check(kinds: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def _anomalies_check(names: list[str]) -> tuple[str, str] | None:
+    for i, name in enumerate(names):
+        if name not in ANOMALIES:
+            return f"[{i}]", f"unknown anomaly {name!r} (known: {', '.join(ANOMALIES)})"
+        if name == "dirty-read":
+            return f"[{i}]", "PostgreSQL never reads uncommitted data, at any level"
+    return None
+
+
 @dataclass(frozen=True)
 class Detect:
     """A probe must report the failure: its first failed answer after the bite comes
@@ -136,6 +148,10 @@ class Expect:
     # Operation kinds that do not need the faulty dependency: no error, latency as before.
     unaffected: list[str] = field([], check=_kinds_check)
     detect: Detect | None = None
+    # Isolation anomalies the scenario's level permits (documented behaviour: reported,
+    # not a deviation), e.g. [lost-update, write-skew] at READ COMMITTED. Only what
+    # PostgreSQL documents for the level in effect is ever tolerated.
+    permitted_anomalies: list[str] = field([], check=_anomalies_check)
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,15 @@ class Attempt:
         writes = [o for o in history if o.op_id is not None]
         present = self.ledger.present(o.op_id for o in writes if o.op_id) if writes else set()
         counter_after = self.ledger.counter(self.doc.counter) if self.doc.counter else None
+        # The isolation experiments' ground truth: the account group the load moved money
+        # in (operations.request_for: `account_group`, else the attempt's op prefix).
+        settings = self.load.settings
+        moved = any(self.doc.load.mix.get(k, 0) > 0 for k in ("transfer", "snapshot_read"))
+        accounts = (
+            self.ledger.accounts(settings.params.account_group or settings.op_prefix)
+            if moved
+            else None
+        )
         observed = Observed(
             history=history.operations,
             timeline=self.timeline,
@@ -351,6 +360,8 @@ class Attempt:
             app_host=self.app.host,
             app_program=Path(self.app.pidfile).stem,
             hang_limit_s=self.doc.expect.hang_s or float(self.app.raw.get("query_timeout", 10)) + 1,
+            accounts=accounts,
+            op_prefix=settings.op_prefix,
         )
         outcome, reason, details = evaluate(self.scenario, observed)
         if self.result["outcome"] != "aborted":
