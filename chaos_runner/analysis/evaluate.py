@@ -8,15 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chaos_runner.analysis.checkers import (
-    ISOLATION_KINDS,
-    Evidence,
-    IsolationEvidence,
-    intended_restart_windows,
-    judge,
-)
+from chaos_runner.analysis.checkers import Evidence, intended_restart_windows, judge
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.invariants import check_accounts
+from chaos_runner.analysis.isolation import ISOLATION_KINDS, IsolationEvidence
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Pooled,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos_runner.cli.main import (
-    NOT_RUN,
-    _outcomes_from_doc,
-    _outcomes_from_runs,
-    catalog_markdown,
-    main,
-)
+from chaos_runner.cli.main import main
 from chaos_runner.model.scenario import Catalog
+from chaos_runner.reports.catalog import (
+    NOT_RUN,
+    catalog_markdown,
+    outcomes_from_doc,
+    outcomes_from_runs,
+)
 from chaos_runner.results.records import Journal, summary_record, write_journal
 from chaos_runner.target.inventory import load_inventory
 
@@ -67,7 +67,7 @@ def test_the_newest_journal_holding_an_id_gives_its_last_outcome(tmp_path):
     (runs / "run-broken").mkdir()
     (runs / "run-broken" / "journal.json").write_text("{not json")
     (runs / "lab-up-x").mkdir()  # an Ansible artifacts directory: no journal
-    outcomes = _outcomes_from_runs(runs)
+    outcomes = outcomes_from_runs(runs)
     assert outcomes == {
         "net.a": "deviated; net.delay: nfqueue; run-b",
         "net.b": "skipped: no netem \\| here; net.delay: nfqueue; run-a",
@@ -81,7 +81,7 @@ def test_the_outcome_column_round_trips_through_the_document(tmp_path):
     text = catalog_markdown(chosen, outcomes)
     assert "| `net.loss-1` |" in text and f"| {NOT_RUN} |" in text
     (tmp_path / "catalog.md").write_text(text)
-    back = _outcomes_from_doc(tmp_path / "catalog.md")
+    back = outcomes_from_doc(tmp_path / "catalog.md")
     assert back == {**outcomes, "net.loss-1": NOT_RUN, "net.loss-10": NOT_RUN}
     assert catalog_markdown(chosen, back) == text
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos_runner.analysis.checkers import DOCUMENTED_ANOMALIES
+from chaos_runner.analysis.isolation import DOCUMENTED_ANOMALIES
 from chaos_runner.model.build import read_yaml
 from chaos_runner.model.expand import deep_merge
 from chaos_runner.model.scenario import Catalog, Scenario

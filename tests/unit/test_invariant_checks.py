@@ -14,18 +14,11 @@ from typing import Any
 
 import pytest
 
-from chaos_runner.analysis.checkers import (
-    DOCUMENTED_ANOMALIES,
-    CheckResult,
-    Evidence,
-    IsolationEvidence,
-    consistent,
-    isolation,
-    judge,
-)
+from chaos_runner.analysis.checkers import CheckResult, Evidence, consistent, judge
 from chaos_runner.analysis.evaluate import fault_window, isolation_refusal, service_ops
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.invariants import Account, Transfer
+from chaos_runner.analysis.isolation import DOCUMENTED_ANOMALIES, IsolationEvidence, isolation
 from chaos_runner.analysis.metrics import Pooled, Slo
 from chaos_runner.errors import ConfigError
 from chaos_runner.model.build import build
