@@ -45,8 +45,9 @@ class Environment:
 
 
 def load_signature(load: dict[str, Any]) -> str:
-    """Baselines are only comparable under the same offered load."""
-    keep = {k: load[k] for k in ("mode", "rate", "concurrency", "mix") if k in load}
+    """Baselines are only comparable under the same offered load, operation parameters
+    (a slow query's length, an isolation level) included."""
+    keep = {k: load[k] for k in ("mode", "rate", "concurrency", "mix", "params") if k in load}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
