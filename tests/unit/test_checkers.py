@@ -270,7 +270,17 @@ def test_fail_fast_only_client_deadlines_leave_no_error_to_judge_for_clarity():
 def test_fail_fast_every_request_succeeding_means_the_fault_never_reached_clients():
     seen = by_name(fail_fast(evidence("fail-fast")))["clients saw the fault"]
     assert (seen.ok, seen.measured) == (False, 0)
-    assert seen.detail == "every request succeeded: the fault did not reach clients"
+    assert seen.detail == "every request succeeded within the SLO: the fault did not reach clients"
+
+
+def test_fail_fast_a_fault_absorbed_with_slower_answers_still_reached_clients():
+    # No request failed, but one was slowed past the SLO at 1.2 s, inside the fault.
+    ev = evidence("fail-fast", bite_ns=FAULT_START + 200 * MS)
+    seen = by_name(fail_fast(ev))["clients saw the fault"]
+    assert (seen.ok, seen.measured) == (True, 0)
+    assert seen.detail == "no request failed: FraiseQL absorbed the fault (slower answers only)"
+    after = by_name(fail_fast(evidence("fail-fast", bite_ns=FAULT_END + MS)))
+    assert not after["clients saw the fault"].ok  # a bite after the fault is not the fault's
 
 
 def test_fail_fast_without_operations_during_the_fault_fails_with_the_reason():
