@@ -28,7 +28,15 @@ def deep_merge(base: Any, override: Any, path: tuple[str, ...] = ()) -> Any:
         for k, v in override.items():
             out[k] = deep_merge(base.get(k), v, (*path, str(k))) if k in base else copy.deepcopy(v)
         return out
-    if isinstance(base, list) and isinstance(override, list):
+    if (
+        isinstance(base, list)
+        and isinstance(override, list)
+        and all(isinstance(b, Mapping) for b in base)
+        and all(isinstance(v, Mapping) for v in override)
+    ):
+        # Lists of mappings (faults, stages) merge by position: `faults: [{params: ...}]`
+        # changes the first fault's parameters. A list of values (suites, anomalies,
+        # operation kinds) is replaced whole: a variant can shorten or clear it.
         merged = [copy.deepcopy(b) for b in base]
         for i, v in enumerate(override):
             merged[i : i + 1] = [

@@ -142,16 +142,28 @@ class Attempt:
                 self.hold()
             except StopAttempt as stop:
                 if stop.outcome != "aborted":
+                    self.heal(quiet=True)
+                    if self.schedule is not None and self.schedule.heal_errors:
+                        # A heal failed: the lab is in doubt, whatever ended the hold.
+                        raise StopAttempt("error", self.result["reason"]) from stop
                     raise
                 self.result.update(outcome="aborted", reason=stop.reason)
-            finally:
-                self.heal()
+            except BaseException:
+                # A signal (Terminated, KeyboardInterrupt) or a lab error: heal, and let
+                # it go on unwinding - a failed heal must not replace it.
+                self.heal(quiet=True)
+                raise
+            self.heal()
             self.recover()
             self.conclude()
         except StopAttempt as stop:
-            self.result.update(outcome=stop.outcome, reason=stop.reason)
+            cause = stop.__cause__
+            first = cause.reason if isinstance(cause, StopAttempt) else ""
+            reasons = [first, stop.reason] if first not in stop.reason else [stop.reason]
+            self.result.update(outcome=stop.outcome, reason="; ".join(r for r in reasons if r))
         except ChaosRunnerError as exc:
-            self.result.update(outcome="error", reason=str(exc))
+            reasons = [str(exc), self.result["reason"]]
+            self.result.update(outcome="error", reason="; ".join(r for r in reasons if r))
         finally:
             self.cleanup()
         return self.result
@@ -307,15 +319,20 @@ class Attempt:
                     "aborted", f"lab health lost: namespaces gone for {', '.join(lost)}"
                 )
 
-    def heal(self) -> None:
+    def heal(self, quiet: bool = False) -> None:
         """Heal everything still injected. A heal that failed leaves the lab in doubt: the
-        attempt ends as `error` (the fault's lease and expiry heal it on the host)."""
+        attempt ends as `error` (the fault's lease and expiry heal it on the host) - unless
+        `quiet`, when another exception is already on its way out and the heal errors
+        are only added to the reason."""
         if self.schedule is None:
             return
         if self.schedule.active:
             self.say("heal")
         self.schedule.heal_remaining()
-        if self.schedule.heal_errors:
+        if self.schedule.heal_errors and quiet:
+            reasons = [self.result["reason"], *self.schedule.heal_errors]
+            self.result["reason"] = "; ".join(r for r in reasons if r)
+        elif self.schedule.heal_errors:
             raise StopAttempt(
                 "error",
                 "; ".join(self.schedule.heal_errors)

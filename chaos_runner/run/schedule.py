@@ -116,9 +116,7 @@ class FaultSchedule:
                 )
 
     def _heal(self, stage: PlannedStage) -> None:
-        mine = [(f, e) for f, e in self.active if e["stage"] == stage.index]
-        for fault, entry in reversed(mine):
-            self._heal_one(fault, entry)
+        self._heal_all([(f, e) for f, e in self.active if e["stage"] == stage.index])
         self.timeline.mark("stage-end", stage=stage.index, label=stage.label)
 
     def _heal_one(self, fault: Fault, entry: dict[str, Any]) -> None:
@@ -126,13 +124,34 @@ class FaultSchedule:
         try:
             healed = fault.heal()
             self.timeline.events.extend(healed.get("ansible_events", []))
+            if healed.get("healed") is False:
+                # The host no longer held it: its lease or expiry healed it while the runner
+                # believed it in effect, so what was measured is not what was asked.
+                self.heal_errors.append(
+                    f"{fault.id} on {fault.host} was already gone when healed "
+                    f"({healed.get('reason', 'not injected')})"
+                )
         except ChaosRunnerError as exc:
             # Keep healing the others; the host's lease and expiry still cover this one.
             self.heal_errors.append(f"heal of {fault.id} on {fault.host} failed: {exc}")
             log.error("heal of %s failed: %s", fault.id, exc)
-        entry["healed_ns"] = time.monotonic_ns()
-        self.timeline.mark("healed", fault=fault.id)
-        self.active.remove((fault, entry))
+        finally:
+            entry["healed_ns"] = time.monotonic_ns()
+            self.timeline.mark("healed", fault=fault.id)
+            self.active.remove((fault, entry))
+
+    def _heal_all(self, faults: list[tuple[Fault, dict[str, Any]]]) -> None:
+        """Heal each of `faults`, newest first. A signal (SIGTERM unwinding as Terminated,
+        Ctrl-C) arriving during one heal does not skip the others: it is raised again once
+        every heal was tried."""
+        interrupted: BaseException | None = None
+        for fault, entry in reversed(faults):
+            try:
+                self._heal_one(fault, entry)
+            except BaseException as exc:  # re-raised below, after the other heals
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
 
     def heal_remaining(self) -> None:
         """The heal phase: every fault still injected, newest first. `heal-start` and
@@ -140,9 +159,10 @@ class FaultSchedule:
         included), so recovery counts from when the last fault went away."""
         if self.active:
             self.timeline.mark("heal-start")
-            for fault, entry in reversed(list(self.active)):
-                self._heal_one(fault, entry)
-            self.timeline.mark("heal-end")
+            try:
+                self._heal_all(list(self.active))
+            finally:
+                self.timeline.mark("heal-end")
         elif self.entries:
             last = max(self.entries, key=lambda e: e.get("healed_ns", 0))
             if "healed_ns" in last:

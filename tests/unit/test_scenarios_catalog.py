@@ -142,3 +142,15 @@ def test_every_scenario_serialises_for_the_journal(catalog):
     for scenario in catalog.scenarios.values():
         data = scenario.as_dict()
         assert data["id"] == scenario.id and data["expect"]["class"] == scenario.expect.class_
+
+
+def test_variants_replace_value_lists_and_merge_lists_of_mappings():
+    from chaos_runner.model.expand import deep_merge
+
+    base = {"expect": {"unaffected": ["query", "nested"]}, "faults": [{"kind": "k", "p": 1}]}
+    merged = deep_merge(base, {"expect": {"unaffected": []}, "faults": [{"p": 2}]})
+    assert merged["expect"]["unaffected"] == []  # a value list is replaced whole
+    assert merged["faults"] == [{"kind": "k", "p": 2}]  # a list of mappings merges by position
+    assert deep_merge(base, {"expect": {"unaffected": ["health"]}})["expect"]["unaffected"] == [
+        "health"
+    ]

@@ -21,6 +21,8 @@ class Recorder:
         self.t0 = time.monotonic()
         self.unverified: set[str] = set()
         self.failing_heal: set[str] = set()
+        self.interrupting_heal: set[str] = set()
+        self.gone: set[str] = set()
 
     def make(self, step: FaultStep, stage: PlannedStage) -> Any:
         recorder = self
@@ -43,6 +45,10 @@ class Recorder:
                 recorder.calls.append((time.monotonic() - recorder.t0, "heal", self.id))
                 if self.id in recorder.failing_heal:
                     raise FaultError("ssh went away")
+                if self.id in recorder.interrupting_heal:
+                    raise KeyboardInterrupt
+                if self.id in recorder.gone:
+                    return {"healed": False, "reason": "not injected"}
                 return {"healed": True}
 
         return Fake()
@@ -118,3 +124,18 @@ def test_a_failing_heal_does_not_stop_the_others():
     schedule, _, _ = _run([_stage(0, 0.0, 0.1, "a", "b", "c")], 0.1, rec)
     assert sorted(n for _, w, n in rec.calls if w == "heal") == ["a", "b", "c"]
     assert len(schedule.heal_errors) == 1 and "ssh went away" in schedule.heal_errors[0]
+
+
+def test_a_fault_already_gone_at_heal_time_is_a_heal_error():
+    rec = Recorder()
+    rec.gone = {"a"}
+    schedule, _, _ = _run([_stage(0, 0.0, 0.1, "a")], 0.1, rec)
+    assert schedule.heal_errors == ["a on h1 was already gone when healed (not injected)"]
+
+
+def test_a_signal_during_one_heal_still_heals_the_others_then_goes_on():
+    rec = Recorder()
+    rec.interrupting_heal = {"c"}  # healed first (newest first), interrupted
+    with pytest.raises(KeyboardInterrupt):
+        _run([_stage(0, 0.0, 0.1, "a", "b", "c")], 0.1, rec)
+    assert [n for _, w, n in rec.calls if w == "heal"] == ["c", "b", "a"]
