@@ -20,10 +20,19 @@ from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.fault import GRACE_S, Record
 from chaosfault.kinds import FAULTS
 from chaosfault.processes import is_our_process, kill, process_tree, run
-from chaosfault.validation import MAX_LEASE_S, MIN_LEASE_S, _number, lease_seconds, validate
+from chaosfault.validation import (
+    MAX_LEASE_S,
+    MAX_TTL_S,
+    MIN_LEASE_S,
+    _number,
+    lease_seconds,
+    validate,
+)
 
 # How often a watchdog looks at its fault: a lease is noticed within this of running out.
 WATCH_POLL_S = 0.5
+# A watchdog whose heal failed tries again this often (until healed, gone, or an hour).
+WATCHDOG_RETRY_S = 2.0
 
 
 def self_command() -> tuple[list[str], dict[str, str] | None]:
@@ -151,7 +160,10 @@ class Agent:
         try:
             impl.inject(self, record)
         except Exception:
-            self.heal(fault_id)
+            try:
+                self.heal(fault_id)
+            except Exception as exc:  # the watchdog stays armed and retries; report the cause
+                self.log(f"heal after a failed inject of {fault_id} failed: {exc!r}")
             raise
         record["state"] = "injected"
         if lease is not None:
@@ -243,7 +255,20 @@ class Agent:
             time.sleep(min(deadline - now, WATCH_POLL_S))
         record["watchdog_pid"] = None  # do not signal ourselves
         self.save(record)
-        self._heal_record(record, reason=reason)
+        # The last resort must not give up on one failed heal (PostgreSQL briefly away, a
+        # pid gone between reading and writing a cgroup): retry until healed or gone.
+        give_up = time.time() + MAX_TTL_S
+        while True:
+            try:
+                self._heal_record(record, reason=reason)
+                return
+            except Exception as exc:
+                self.log(f"{reason} heal of {fault_id} failed, retrying: {exc!r}")
+            time.sleep(WATCHDOG_RETRY_S)
+            current = self.load(fault_id)
+            if current is None or time.time() > give_up:
+                return
+            record = current
 
     # -------------------------------------------------------------------- heal
     def heal(self, fault_id: str) -> dict[str, Any]:
@@ -253,10 +278,12 @@ class Agent:
         return self._heal_record(record, reason="healed")
 
     def _heal_record(self, record: Record, reason: str) -> dict[str, Any]:
+        # Heal first: if it fails, the record and its watchdog stay, so the lease or the
+        # expiry still heals the fault later. Only a fault that is gone disarms its watchdog.
+        FAULTS[record["kind"]].heal(self, record)
         pid = record.get("watchdog_pid")
         if pid and is_our_process(pid, "watchdog", record["id"]) and pid != os.getpid():
             kill(pid, signal.SIGKILL)
-        FAULTS[record["kind"]].heal(self, record)
         self._state_path(record["id"]).unlink(missing_ok=True)
         self._lease_path(record["id"]).unlink(missing_ok=True)
         self.log(f"{reason} {record['id']} ({record['kind']}, {record['mechanism']})")
@@ -268,9 +295,21 @@ class Agent:
         }
 
     def heal_all(self) -> dict[str, Any]:
-        healed = [self._heal_record(r, reason="heal-all")["id"] for r in self.records()]
+        """Every recorded fault, then the sweep by artifact names - each heal tried even when
+        another failed; the failures are in the answer."""
+        healed: list[str] = []
+        failed: list[str] = []
+        for record in self.records():
+            try:
+                healed.append(self._heal_record(record, reason="heal-all")["id"])
+            except Exception as exc:
+                failed.append(f"{record.get('id')}: {exc}")
+                self.log(f"heal-all: {record.get('id')} failed: {exc!r}")
         swept = sweep_artifacts(self)
-        return {"healed": healed, "swept": swept, "remaining": list_artifacts(self)}
+        out: dict[str, Any] = {"healed": healed, "swept": swept, "remaining": list_artifacts(self)}
+        if failed:
+            out["failed"] = failed
+        return out
 
     # ------------------------------------------------------------------ verify
     def verify(self, fault_id: str) -> dict[str, Any]:

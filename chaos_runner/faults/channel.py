@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import paramiko
 
-from chaos_runner.errors import ConfigError, FaultError, LabNotReady
+from chaos_runner.errors import ChaosRunnerError, ConfigError, FaultError, LabNotReady
 from chaos_runner.target.lab import LabState
 from chaosfault.kinds import FAULTS
 from chaosfault.validation import FaultInputError
@@ -282,7 +282,12 @@ class FaultClient:
             return existing
         opened = self._connect(host)  # outside the lock: one slow host delays no other
         with lock:
-            existing = pool.setdefault(host, opened)
+            closed = pool is self._lease_channels and self._stop.is_set()
+            existing = opened if closed else pool.setdefault(host, opened)
+        if closed:
+            # close() ran while this lease connection was being opened: do not leak it.
+            opened.close()
+            raise FaultError(f"{host}: lease renewal has stopped (client closed)")
         if existing is not opened:
             opened.close()
         return existing
@@ -366,7 +371,20 @@ class FaultClient:
         with self._leases_lock:
             for host in targets:
                 self._leases.pop(host, None)
-        return {h: self._call(h, {"op": "heal", "all": True}) for h in targets}
+        out: dict[str, dict[str, Any]] = {}
+        for host in targets:
+            # One unreachable host must not keep the others from being healed.
+            try:
+                out[host] = self._call(host, {"op": "heal", "all": True})
+            except ChaosRunnerError as exc:
+                log.error("heal-all on %s failed: %s", host, exc)
+                out[host] = {
+                    "healed": [],
+                    "swept": [],
+                    "remaining": {"left": [f"not healed: {exc}"]},
+                    "error": str(exc),
+                }
+        return out
 
     def artifacts(self, host: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(host, {"op": "artifacts"})

@@ -22,7 +22,7 @@ import pytest
 import chaosfault
 from chaosfault import artifacts as artifacts_module
 from chaosfault.agent import Agent
-from chaosfault.errors import FaultInputError
+from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.kinds import ARTIFACTS, FAMILIES, FAULTS, WORKERS, cache, jwks, net, pg, proc, res
 from chaosfault.processes import is_our_process, kill
 from chaosfault.validation import validate
@@ -435,3 +435,50 @@ def test_the_agent_uses_the_standard_library_only():
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path}: imports {name}"
+
+
+class FlakyHeal:
+    """Makes cache.flush's heal fail `times` times (PostgreSQL away, a pid gone...)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+        self.left = times
+        real = FAULTS["cache.flush"].heal
+
+        def heal(agent: Agent, record: dict) -> None:
+            if self.left > 0:
+                self.left -= 1
+                raise FaultFailed("psql: could not connect to server")
+            real(agent, record)
+
+        monkeypatch.setattr(FAULTS["cache.flush"], "heal", heal)
+
+
+def test_a_failed_heal_keeps_the_record_so_the_lease_still_heals_it(agent, monkeypatch):
+    leased_record(agent, "h1", lease_s=5, lease_left_s=5)
+    FlakyHeal(monkeypatch, times=1)
+    with pytest.raises(FaultFailed):
+        agent.heal("h1")
+    assert agent.load("h1") is not None  # still recorded: its watchdog is not disarmed
+    assert agent.heal("h1")["healed"] is True
+
+
+def test_the_watchdog_retries_a_failed_heal_until_it_succeeds(agent, monkeypatch):
+    import chaosfault.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "WATCHDOG_RETRY_S", 0.05)
+    leased_record(agent, "h2", lease_s=1, lease_left_s=0)
+    flaky = FlakyHeal(monkeypatch, times=2)
+    agent.watchdog("h2", time.time() + 60)
+    assert flaky.left == 0 and agent.load("h2") is None
+    log = (agent.root / "faults" / "agent.log").read_text()
+    assert log.count("heal of h2 failed, retrying") == 2 and "lease expired h2" in log
+
+
+def test_heal_all_heals_the_others_when_one_fails(agent, monkeypatch):
+    leased_record(agent, "a1", lease_s=5, lease_left_s=5)
+    leased_record(agent, "a2", lease_s=5, lease_left_s=5)
+    FlakyHeal(monkeypatch, times=1)
+    answer = agent.heal_all()
+    assert answer["healed"] == ["a2"] and answer["failed"][0].startswith("a1: ")
+    # The sweep by artifact names ran after the failure, as heal-all's last resort.
+    assert "remaining" in answer and agent.load("a2") is None
