@@ -27,7 +27,7 @@ from chaos_runner.analysis.metrics import (
     Slo,
     Window,
     ok_latency_ms,
-    pooled,
+    pooled_spans,
 )
 from chaos_runner.model.scenario import Expect
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
@@ -84,11 +84,20 @@ class Evidence:
     side_ops: list[Operation] = field(default_factory=list)
     bite_ns: int | None = None
     isolation: IsolationEvidence | None = None
+    # Disjoint [start, end) spans in which a fault held (empty: the one fault window).
+    fault_spans: list[tuple[int, int]] = field(default_factory=list)
 
-    def fault_ops(self) -> list[Operation]:
+    def spans(self) -> list[tuple[int, int]]:
+        """Where the fault held: the stages' own spans when known (a schedule may leave
+        gaps without a fault), else the one window from fault start to fault end."""
+        if self.fault_spans:
+            return self.fault_spans
         if self.fault_start_ns is None or self.fault_end_ns is None:
             return []
-        return [o for o in self.valid_ops if self.fault_start_ns <= o.start_ns < self.fault_end_ns]
+        return [(self.fault_start_ns, self.fault_end_ns)]
+
+    def fault_ops(self) -> list[Operation]:
+        return within(self.valid_ops, self.spans())
 
     def fault_probes(self) -> list[Operation]:
         return self.probe_ops
@@ -282,7 +291,7 @@ def _throughput_during_fault(ev: Evidence) -> CheckResult:
         return CheckResult(name, False, None, floor, "no fault window: throughput not measured")
     if not base.offered:
         return CheckResult(name, False, None, floor, "no baseline load to compare with")
-    during = pooled(ev.valid_ops, ev.fault_start_ns, ev.fault_end_ns)
+    during = pooled_spans(ev.valid_ops, ev.spans())
     # Compare like with like: what completed per request offered (probes with bad
     # tokens are not part of the valid load, and an open loop offers a fixed rate).
     scale = during.offered / base.offered
@@ -468,7 +477,7 @@ def scoped(ev: Evidence) -> list[CheckResult]:
         )
     ops = [*ev.valid_ops, *ev.side_ops]
     for kind in ev.expect.unaffected:
-        during = [o for o in _between(ops, ev.fault_start_ns, ev.fault_end_ns) if o.kind == kind]
+        during = [o for o in within(ops, ev.spans()) if o.kind == kind]
         before = [
             o
             for o in ops
@@ -518,10 +527,9 @@ def scoped(ev: Evidence) -> list[CheckResult]:
     return out
 
 
-def _between(ops: list[Operation], start: int | None, end: int | None) -> list[Operation]:
-    if start is None or end is None:
-        return []
-    return [o for o in ops if start <= o.start_ns < end]
+def within(ops: list[Operation], spans: list[tuple[int, int]]) -> list[Operation]:
+    """The operations that started inside one of `spans`."""
+    return [o for o in ops if any(start <= o.start_ns < end for start, end in spans)]
 
 
 def judge(ev: Evidence) -> tuple[str, list[CheckResult]]:

@@ -109,6 +109,31 @@ def fault_window(
     return start, t.first("heal-start") or t.first("hold-end") or t.first("abort")
 
 
+def fault_spans(
+    faults: list[dict[str, Any]], start: int | None, end: int | None
+) -> list[tuple[int, int]]:
+    """The disjoint spans in which some fault held, inside [start, end): each fault from
+    its injection (its inject call, for one-shot kinds) to the start of its heal. A
+    schedule's gaps without a fault are left out; one stage gives one span."""
+    if start is None or end is None:
+        return []
+    raw = []
+    for f in faults:
+        one_shot = f.get("kind") in ONE_SHOT_KINDS
+        begin = f.get("inject_ns") if one_shot else f.get("injected_ns")
+        if begin is None:
+            continue
+        stop = f.get("heal_ns") or end
+        raw.append((max(int(begin), start), min(int(stop), end)))
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(r for r in raw if r[0] < r[1]):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
 def isolation_evidence(scenario: Scenario, seen: Observed) -> IsolationEvidence | None:
     rows = seen.accounts
     if rows is None:
@@ -161,7 +186,13 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
     heal_end = t.first("heal-end")
     inject_start = t.first("inject-start")
     rec = recovery_ns(all_windows, heal_end, seen.slo) if heal_end is not None else None
-    bite = bite_ns(valid, inject_start, seen.slo) if inject_start is not None else None
+    # The bite counts from the first fault's own inject (a schedule may start with a stretch
+    # of hold without a fault: a slow request there is not the fault's doing).
+    first_inject = min(
+        (int(f["inject_ns"]) for f in seen.faults if f.get("inject_ns")), default=None
+    )
+    bite_from = first_inject if first_inject is not None else inject_start
+    bite = bite_ns(valid, bite_from, seen.slo) if bite_from is not None else None
     writes = [o for o in seen.history if o.op_id is not None]
     ledger = ledger_check(writes, seen.ledger_present) if writes else None
     counter = None
@@ -198,6 +229,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
             seen.faults, seen.app_host, seen.app_program, grace_ns=2 * NS_PER_S, end_ns=end
         ),
         isolation=iso,
+        fault_spans=fault_spans(seen.faults, fault_start, fault_end),
     )
     outcome, checks = judge(evidence)
     reason = "; ".join(
@@ -211,8 +243,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         "info": sum(1 for o in seen.history if o.outcome == "info"),
         "bad_token_requests": len(probes),
         "bite_s": None
-        if bite is None or inject_start is None
-        else round((bite - inject_start) / NS_PER_S, 3),
+        if bite is None or bite_from is None
+        else round((bite - bite_from) / NS_PER_S, 3),
         "bite_ns": bite,
         "recovery_s": None
         if rec is None or heal_end is None

@@ -258,6 +258,30 @@ def pooled(ops: Sequence[Operation], start_ns: int, end_ns: int) -> Pooled:
     )
 
 
+def pooled_spans(ops: Sequence[Operation], spans: Sequence[tuple[int, int]]) -> Pooled:
+    """`pooled` over several disjoint spans taken together (a schedule's stages with gaps
+    between them): latencies of the operations started inside any span, per second of the
+    spans' total length."""
+    if len(spans) == 1:
+        return pooled(ops, *spans[0])
+    total = max(sum(end - start for start, end in spans), 1) / NS_PER_S
+    started = [o for o in ops if any(s <= o.start_ns < e for s, e in spans)]
+    latencies = [o.latency_ns for o in started if o.outcome == "ok"]
+
+    def pct(p: float) -> float | None:
+        value = percentile(latencies, p)
+        return None if value is None else _ms(value)
+
+    return Pooled(
+        len(started),
+        pct(50),
+        pct(95),
+        pct(99),
+        round(len(latencies) / total, 3),
+        round(len(started) / total, 3),
+    )
+
+
 def median_p95(ws: Sequence[Window]) -> float | None:
     """The typical window p95: robust to one slow window (a GC pause, a reconnect)."""
     values = [w.p95_ms for w in ws if w.p95_ms is not None]

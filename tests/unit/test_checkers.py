@@ -734,3 +734,29 @@ def test_a_probe_must_report_the_failure_within_its_time():
     assert not never.ok and never.detail == "ready never reported the failure"
     no_bite = Evidence(**{**ev.__dict__, "bite_ns": None})
     assert scoped(no_bite)[0].detail == "no bite: the fault never hurt a request"
+
+
+def test_a_schedule_with_gaps_is_judged_on_its_stages_only():
+    # Faulty stages 1.0-1.3 s and 1.7-2.0 s; the gap between them holds the 4 fast ops.
+    ops = during([500, 500, 500, 10, 10, 10, 10, 500, 500, 500])
+    whole = tolerate(evidence("tolerate", ops))
+    spans = [(FAULT_START, FAULT_START + 300 * MS), (FAULT_START + 700 * MS, FAULT_END)]
+    staged = tolerate(evidence("tolerate", ops, fault_spans=spans))
+    assert by_name(whole)["p95 during fault (ms)"].measured == 500.0
+    # The 6 ops inside the stages, none of the gap's: throughput 6 per 0.6 s = 10 ops/s.
+    tp = by_name(staged)["throughput during fault (ops/s)"]
+    assert tp.measured == 10.0
+    assert len(evidence("tolerate", ops, fault_spans=spans).fault_ops()) == 6
+
+
+def test_fault_spans_leave_out_the_gaps_and_merge_overlaps():
+    from chaos_runner.analysis.evaluate import fault_spans
+
+    entries = [
+        {"kind": "net.delay", "inject_ns": 90, "injected_ns": 100, "heal_ns": 200},
+        {"kind": "net.delay", "inject_ns": 290, "injected_ns": 300, "heal_ns": 400},
+        {"kind": "net.loss", "inject_ns": 340, "injected_ns": 350, "heal_ns": 450},
+        {"kind": "proc.restart", "inject_ns": 600, "injected_ns": 700, "heal_ns": 710},
+    ]
+    assert fault_spans(entries, 100, 1000) == [(100, 200), (300, 450), (600, 710)]
+    assert fault_spans(entries, None, 1000) == []
