@@ -278,7 +278,11 @@ class Attempt:
             return build_fault(step, self.ctx.faults, self.switch, ttl, self.ctx.ansible)
 
         self.schedule = FaultSchedule(
-            self.scenario.stages(), make, self.timeline, self.result["faults"]
+            self.scenario.stages(),
+            make,
+            self.timeline,
+            self.result["faults"],
+            on_holding=lambda: self.say(f"hold {w.hold_s:g}s"),
         )
         hold_start = self.timeline.mark("inject-start")
         self.say("inject")

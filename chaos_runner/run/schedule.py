@@ -35,11 +35,13 @@ class FaultSchedule:
         make: Callable[[FaultStep, PlannedStage], Fault],
         timeline: Timeline,
         entries: list[dict[str, Any]],
+        on_holding: Callable[[], None] = lambda: None,
     ) -> None:
         self.stages = stages
         self.make = make
         self.timeline = timeline
         self.entries = entries
+        self.on_holding = on_holding
         self.active: list[tuple[Fault, dict[str, Any]]] = []
         self.heal_errors: list[str] = []
 
@@ -102,7 +104,8 @@ class FaultSchedule:
             self.active.append((fault, entry))
             injected.append((fault, entry))
             self.timeline.mark("injected", fault=fault.id, kind=step.kind, host=fault.host)
-        if self.timeline.first("fault-holding") is None:
+        first = self.timeline.first("fault-holding") is None
+        if first:
             self.timeline.mark("fault-holding")
         for fault, entry in injected:
             check = fault.verify()
@@ -114,6 +117,8 @@ class FaultSchedule:
                     "fault-not-effective",
                     f"{fault.step.kind} on {fault.host}: {check.get('evidence')}",
                 )
+        if first:
+            self.on_holding()  # the first faults are in and proven: the fault holds
 
     def _heal(self, stage: PlannedStage) -> None:
         self._heal_all([(f, e) for f, e in self.active if e["stage"] == stage.index])

@@ -139,3 +139,19 @@ def test_a_signal_during_one_heal_still_heals_the_others_then_goes_on():
     with pytest.raises(KeyboardInterrupt):
         _run([_stage(0, 0.0, 0.1, "a", "b", "c")], 0.1, rec)
     assert [n for _, w, n in rec.calls if w == "heal"] == ["c", "b", "a"]
+
+
+def test_the_hold_is_announced_once_the_first_faults_are_in_and_verified():
+    rec = Recorder()
+    said: list[float] = []
+    timeline = Timeline()
+    schedule = FaultSchedule(
+        [_stage(0, 0.0, 0.05, "a"), _stage(1, 0.05, 0.1, "b")],
+        rec.make,
+        timeline,
+        [],
+        on_holding=lambda: said.append(time.monotonic() - rec.t0),
+    )
+    schedule.run(time.monotonic_ns(), 0.1, lambda now: None, 0.01)
+    schedule.heal_remaining()
+    assert len(said) == 1 and said[0] >= rec.calls[0][0]  # after the first inject
