@@ -34,8 +34,10 @@ def test_both_mutation_flavours_exist(host):
     assert set(out.split(",")) == {
         "app.increment_counter",
         "app.record_op",
+        "app.transfer",
         "app_v05.increment_counter",
         "app_v05.record_op",
+        "app_v05.transfer",
     }
 
 
