@@ -313,6 +313,16 @@ def _left(lab) -> list[str]:
         return artifacts_left(client.artifacts("app1"))
 
 
+def assert_heal_all_finds_nothing(lab) -> None:
+    """Heal-all on app1 heals no fault and sweeps no fault artifact (the lab's own empty
+    CHAOS-IN/CHAOS-OUT chains are removed by every sweep and are not a fault)."""
+    with FaultClient(lab) as client:
+        swept = client.heal_all(["app1"])["app1"]
+    assert not swept["healed"], swept
+    assert all(s.startswith("iptables chain CHAOS-") for s in swept["swept"]), swept
+    assert artifacts_left(swept["remaining"]) == [], swept
+
+
 def test_sigterm_mid_scenario_heals_from_finally(lab, tmp_path):
     proc = _start_and_wait_for_injection(tmp_path)
     assert _left(lab), "the fault should be in place during the hold"
@@ -330,9 +340,7 @@ def test_sigkill_mid_scenario_is_healed_by_the_lease_within_15_s(lab, tmp_path):
     while _left(lab) and time.monotonic() - killed < 15:
         time.sleep(0.25)
     assert _left(lab) == [], "the lease did not heal the fault within 15 s"
-    with FaultClient(lab) as client:
-        swept = client.heal_all(["app1"])["app1"]
-    assert not swept["healed"] and not swept["swept"], swept
+    assert_heal_all_finds_nothing(lab)
 
 
 def test_a_fast_path_cut_mid_fault_ends_as_error_and_the_lease_heals_the_host(lab, tmp_path):
@@ -356,9 +364,7 @@ def test_a_fast_path_cut_mid_fault_ends_as_error_and_the_lease_heals_the_host(la
     assert summary["outcome"] == "error", summary
     assert "heal of" in summary["reason"] or "healed by its host" in summary["reason"], summary
     assert _left(lab) == []
-    with FaultClient(lab) as client:
-        swept = client.heal_all(["app1"])["app1"]
-    assert not swept["healed"] and not swept["swept"], swept
+    assert_heal_all_finds_nothing(lab)
 
 
 # ------------------------------------------------------------------ transports and dry run
