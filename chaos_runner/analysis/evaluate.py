@@ -87,6 +87,14 @@ def service_ops(ops: Iterable[Operation]) -> list[Operation]:
     ]
 
 
+def one_shot(fault: dict[str, Any]) -> bool:
+    """A fault that does its harm while being injected (see ONE_SHOT_KINDS; a single round
+    of pg.terminate too)."""
+    kind = fault.get("kind")
+    single_terminate = kind == "pg.terminate" and not (fault.get("params") or {}).get("interval_ms")
+    return kind in ONE_SHOT_KINDS or single_terminate
+
+
 def fault_window(
     scenario: Scenario, faults: list[dict[str, Any]], t: Marks
 ) -> tuple[int | None, int | None]:
@@ -95,15 +103,7 @@ def fault_window(
     if not scenario.all_faults():
         return t.first("inject-start"), t.first("hold-end") or t.first("abort")
     start = t.first("fault-holding")
-    shots = [
-        int(f["inject_ns"])
-        for f in faults
-        if f.get("inject_ns") is not None
-        and (
-            f.get("kind") in ONE_SHOT_KINDS
-            or (f.get("kind") == "pg.terminate" and not (f.get("params") or {}).get("interval_ms"))
-        )
-    ]
+    shots = [int(f["inject_ns"]) for f in faults if f.get("inject_ns") is not None and one_shot(f)]
     if shots:
         start = min(shots) if start is None else min(start, *shots)
     return start, t.first("heal-start") or t.first("hold-end") or t.first("abort")
@@ -119,8 +119,7 @@ def fault_spans(
         return []
     raw = []
     for f in faults:
-        one_shot = f.get("kind") in ONE_SHOT_KINDS
-        begin = f.get("inject_ns") if one_shot else f.get("injected_ns")
+        begin = f.get("inject_ns") if one_shot(f) else f.get("injected_ns")
         if begin is None:
             continue
         stop = f.get("heal_ns") or end

@@ -239,31 +239,12 @@ def pooled(ops: Sequence[Operation], start_ns: int, end_ns: int) -> Pooled:
     throughput = those that succeeded, per second of the phase (goodput by start: a slow
     success still counts for the phase it was asked in, so latency is judged by the latency
     check alone, not twice); offered = starts per second."""
-    span = max(end_ns - start_ns, 1) / NS_PER_S
-    started = [o for o in ops if start_ns <= o.start_ns < end_ns]
-    latencies = [o.latency_ns for o in started if o.outcome == "ok"]
-    done = len(latencies)
-
-    def pct(p: float) -> float | None:
-        value = percentile(latencies, p)
-        return None if value is None else _ms(value)
-
-    return Pooled(
-        len(started),
-        pct(50),
-        pct(95),
-        pct(99),
-        round(done / span, 3),
-        round(len(started) / span, 3),
-    )
+    return pooled_spans(ops, [(start_ns, end_ns)])
 
 
 def pooled_spans(ops: Sequence[Operation], spans: Sequence[tuple[int, int]]) -> Pooled:
-    """`pooled` over several disjoint spans taken together (a schedule's stages with gaps
-    between them): latencies of the operations started inside any span, per second of the
-    spans' total length."""
-    if len(spans) == 1:
-        return pooled(ops, *spans[0])
+    """`pooled` over disjoint spans taken together (a schedule's stages with gaps between
+    them): the operations started inside any span, per second of the spans' total length."""
     total = max(sum(end - start for start, end in spans), 1) / NS_PER_S
     started = [o for o in ops if any(s <= o.start_ns < e for s, e in spans)]
     latencies = [o.latency_ns for o in started if o.outcome == "ok"]
