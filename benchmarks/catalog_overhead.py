@@ -22,20 +22,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from chaos_runner.analysis.metrics import NS_PER_S  # noqa: E402
 from chaos_runner.results.records import AttemptRecord, read_journal  # noqa: E402
-
-NS = 1e9
+from chaos_runner.run.timeline import Timeline  # noqa: E402
 
 
 def attempt_window_s(attempt: AttemptRecord) -> float:
     """The scenario's own windows as this attempt lived them: from the load's start (settle,
     baseline, hold, recovery follow) to the end of its recovery window, or to its last event
     when it stopped early (0 when it never started its load)."""
-    marks = {e["event"]: e["ns"] for e in attempt.timeline}
-    if "load-start" not in marks:
+    timeline = Timeline(events=attempt.timeline)
+    start = timeline.first("load-start")
+    if start is None:
         return 0.0
-    end = marks.get("recovery-end") or max(e["ns"] for e in attempt.timeline)
-    return (end - marks["load-start"]) / NS
+    end = timeline.first("recovery-end") or max(e["ns"] for e in attempt.timeline)
+    return (end - start) / NS_PER_S
 
 
 def measure(run_dir: Path) -> None:

@@ -15,6 +15,7 @@ PACKAGES=(
   openssh-server openssh-client
   postgresql-15 postgresql-client-15 haproxy nginx-light redis-server redis-tools
   python3 python3-venv python3-apt
+  python3-cryptography python3-packaging   # Molecule runs controller tasks under /usr/bin/python3 (lab_pki, pip)
   libnetfilter-queue-dev
   wrk                        # benchmarks/load_driver.py compares the load driver with it
 )

@@ -29,7 +29,8 @@ def current_cgroup(pid: int, controller: str) -> str:
     return "/"
 
 
-def cgroup_root(path: Path, controller: str) -> Path:
+def cgroup_root(controller: str) -> Path:
+    """Where `controller`'s hierarchy is mounted (v1), or the unified hierarchy (v2)."""
     if cgroup_layout() == "v1":
         return CGROUP_FS / controller
     return CGROUP_FS

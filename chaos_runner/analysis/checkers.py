@@ -27,7 +27,9 @@ from chaos_runner.analysis.metrics import (
     Slo,
     Window,
     ok_latency_ms,
+    p95_limit,
     pooled_spans,
+    within,
 )
 from chaos_runner.model.scenario import Expect
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
@@ -476,8 +478,9 @@ def scoped(ev: Evidence) -> list[CheckResult]:
             )
         )
     ops = [*ev.valid_ops, *ev.side_ops]
+    in_spans = within(ops, ev.spans())
     for kind in ev.expect.unaffected:
-        during = [o for o in within(ops, ev.spans()) if o.kind == kind]
+        during = [o for o in in_spans if o.kind == kind]
         before = [
             o
             for o in ops
@@ -486,7 +489,7 @@ def scoped(ev: Evidence) -> list[CheckResult]:
         base = ok_latency_ms(before, 95)
         p95 = ok_latency_ms(during, 95)
         errors = [o for o in during if o.outcome != "ok"]
-        limit = None if base is None else max(ev.expect.p95_factor * base, base + 25)
+        limit = None if base is None else p95_limit(base, ev.expect.p95_factor)
         ok = bool(during) and not errors and p95 is not None and limit is not None and p95 <= limit
         out.append(
             CheckResult(
@@ -525,11 +528,6 @@ def scoped(ev: Evidence) -> list[CheckResult]:
             )
         )
     return out
-
-
-def within(ops: list[Operation], spans: list[tuple[int, int]]) -> list[Operation]:
-    """The operations that started inside one of `spans`."""
-    return [o for o in ops if any(start <= o.start_ns < end for start, end in spans)]
 
 
 def judge(ev: Evidence) -> tuple[str, list[CheckResult]]:

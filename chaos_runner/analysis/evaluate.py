@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chaos_runner.analysis.checkers import Evidence, intended_restart_windows, judge
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.invariants import check_accounts
-from chaos_runner.analysis.isolation import ISOLATION_KINDS, IsolationEvidence
+from chaos_runner.analysis.isolation import (
+    ISOLATION_KINDS,
+    IsolationEvidence,
+    isolation_refusal,
+)
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Pooled,
@@ -25,7 +29,7 @@ from chaos_runner.analysis.metrics import (
 )
 from chaos_runner.analysis.sampling import Sample, max_rss_mb, pid_samples, restarts
 from chaos_runner.model.scenario import Scenario
-from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS, ROLLED_BACK
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
 
 if TYPE_CHECKING:
     from chaos_runner.analysis.ledger import GroupRows
@@ -59,22 +63,10 @@ class Observed:
 
 # Operations outside the service load: probes and invalid GraphQL (expected refusals).
 SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS})
-# A transfer the group's rule refused: a withdrawal the group cannot cover.
-RULE_REFUSALS = ("failed:insufficient_funds",)
 # Faults that do their harm while being injected: a service-layer restart returns once the
 # program runs again and a SIGKILL or one round of terminations is over at once, so their
 # window opens at the inject, not at `fault-holding`.
 ONE_SHOT_KINDS = ("proc.restart", "proc.kill", "pg.crash")
-
-
-def isolation_refusal(op: Operation) -> bool:
-    """A transfer or snapshot read PostgreSQL rolled back at its isolation level (40001,
-    40P01) or the group's rule refused: the documented answer to concurrent transactions,
-    judged by the isolation checks, not a service error."""
-    if op.outcome != "fail" or op.kind not in ISOLATION_KINDS:
-        return False
-    text = op.error or ""
-    return any(w in text for w in ROLLED_BACK) or text.startswith(RULE_REFUSALS)
 
 
 def service_ops(ops: Iterable[Operation]) -> list[Operation]:

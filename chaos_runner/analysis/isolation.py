@@ -16,12 +16,28 @@ from chaos_runner.analysis.invariants import (
     check_accounts,
     check_snapshots,
 )
+from chaos_runner.workload.operations import ROLLED_BACK
 
 if TYPE_CHECKING:
     from chaos_runner.analysis.checkers import Evidence
 
 # The operations of the isolation experiments (demo app: core.transfer, account_snapshot).
 ISOLATION_KINDS = frozenset({"transfer", "snapshot_read"})
+# A transfer the group's rule refused: a withdrawal the group cannot cover.
+RULE_REFUSALS = ("failed:insufficient_funds",)
+SERIALIZATION_FAILURE, DEADLOCK = ROLLED_BACK
+
+
+def isolation_refusal(op: Operation) -> bool:
+    """A transfer or snapshot read PostgreSQL rolled back at its isolation level (40001,
+    40P01) or the group's rule refused: the documented answer to concurrent transactions,
+    judged by the isolation checks, not a service error."""
+    if op.outcome != "fail" or op.kind not in ISOLATION_KINDS:
+        return False
+    text = op.error or ""
+    return any(w in text for w in ROLLED_BACK) or text.startswith(RULE_REFUSALS)
+
+
 _PG_LOOSE = frozenset({"non-repeatable-read", "phantom-read", "lost-update", "write-skew"})
 # What PostgreSQL documents per isolation level (transaction_isolation as it reports it)
 # for the account experiments' read-then-write transactions: READ UNCOMMITTED behaves as
@@ -103,9 +119,9 @@ def _transfers_applied(iso: IsolationEvidence, transfers: list[Operation]) -> Ch
     wrong = [iso.op_id(o) for o in refused if iso.op_id(o) in iso.committed]
     unknown = [o for o in transfers if o.outcome == "info"]
     applied = sum(1 for o in unknown if iso.op_id(o) in iso.committed)
-    rolled_back = sum(1 for o in refused if "could not serialize" in (o.error or ""))
-    deadlocks = sum(1 for o in refused if "deadlock detected" in (o.error or ""))
-    by_rule = sum(1 for o in refused if (o.error or "").startswith("failed:insufficient_funds"))
+    rolled_back = sum(1 for o in refused if SERIALIZATION_FAILURE in (o.error or ""))
+    deadlocks = sum(1 for o in refused if DEADLOCK in (o.error or ""))
+    by_rule = sum(1 for o in refused if (o.error or "").startswith(RULE_REFUSALS))
     parts = [
         f"refused: {rolled_back} serialization failures, {deadlocks} deadlocks, "
         f"{by_rule} by the group's rule, {len(refused) - rolled_back - deadlocks - by_rule} "

@@ -242,11 +242,22 @@ def pooled(ops: Sequence[Operation], start_ns: int, end_ns: int) -> Pooled:
     return pooled_spans(ops, [(start_ns, end_ns)])
 
 
+def within(ops: Sequence[Operation], spans: Sequence[tuple[int, int]]) -> list[Operation]:
+    """The operations that started inside one of `spans` (half-open: [start, end))."""
+    return [o for o in ops if any(start <= o.start_ns < end for start, end in spans)]
+
+
+def p95_limit(base_ms: float, factor: float) -> float:
+    """The p95 a phase may reach against a baseline p95: `factor` times it, and never less
+    than 25 ms above it (a fast baseline's jitter is not a regression)."""
+    return max(factor * base_ms, base_ms + 25)
+
+
 def pooled_spans(ops: Sequence[Operation], spans: Sequence[tuple[int, int]]) -> Pooled:
     """`pooled` over disjoint spans taken together (a schedule's stages with gaps between
     them): the operations started inside any span, per second of the spans' total length."""
     total = max(sum(end - start for start, end in spans), 1) / NS_PER_S
-    started = [o for o in ops if any(s <= o.start_ns < e for s, e in spans)]
+    started = within(ops, spans)
     latencies = [o.latency_ns for o in started if o.outcome == "ok"]
 
     def pct(p: float) -> float | None:

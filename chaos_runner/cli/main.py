@@ -241,9 +241,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_fault_kinds(args: argparse.Namespace) -> int:
-    from chaosfault.kinds import FAULTS
+    from chaosfault.cli import kinds
 
-    rows = [(kind, ", ".join(fault.params) or "-") for kind, fault in sorted(FAULTS.items())]
+    rows = [(kind, ", ".join(params) or "-") for kind, params in kinds().items()]
     print(tabulate(rows, headers=["kind", "parameters"]))
     return EXIT_OK
 

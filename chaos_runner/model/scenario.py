@@ -34,13 +34,10 @@ from chaos_runner.model.expand import (
 )
 from chaos_runner.model.validation import semantic_checks
 from chaos_runner.target.roles import HostRoles
-from chaos_runner.workload.operations import OP_KINDS as DRIVER_OP_KINDS
-from chaos_runner.workload.operations import OperationParams
+from chaos_runner.workload.operations import OP_KINDS, OperationParams
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
-# The load driver's operation kinds (chaos_runner.workload.load.OP_KINDS).
-OP_KINDS: tuple[str, ...] = DRIVER_OP_KINDS
 BAD_TOKENS = (
     "none",
     "empty",

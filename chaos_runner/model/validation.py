@@ -128,7 +128,8 @@ def _fault_check(
 
 
 def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
-    from chaos_runner.model.scenario import BAD_TOKENS, CLIENT_FAULTS, OP_KINDS
+    from chaos_runner.model.scenario import BAD_TOKENS, CLIENT_FAULTS
+    from chaos_runner.workload.operations import OP_KINDS
 
     if step.kind not in CLIENT_FAULTS:
         raise ModelError(source, f"{key}.kind", f"unknown client fault {step.kind!r}")

@@ -26,12 +26,14 @@ from chaos_runner.analysis.baseline import (
 )
 from chaos_runner.analysis.evaluate import Observed, evaluate, service_ops
 from chaos_runner.analysis.history import Operation
+from chaos_runner.analysis.isolation import ISOLATION_KINDS
 from chaos_runner.analysis.ledger import LedgerStore
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Slo,
     Window,
     baseline_estimates,
+    p95_limit,
     pooled,
     windows,
 )
@@ -45,7 +47,7 @@ from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, lab_checks
 from chaos_runner.workload.load import GraphQLLoad
-from chaos_runner.workload.operations import LoadSettings, line_problem
+from chaos_runner.workload.operations import LoadSettings, account_group, line_problem
 from chaos_runner.workload.tokens import TokenMinter, TokenSwitch
 
 log = logging.getLogger(__name__)
@@ -73,13 +75,14 @@ class RunContext:
 
 
 def error_budget_blown(ops: list[Operation], now_ns: int, abort: Abort) -> str | None:
-    """Why the error budget is blown, or None: among the operations that ended in the last
-    `sustained_s` (however long they took: a failure after a 5 s pool wait counts when it
-    comes), more than `max_error_rate` failed; at least 5 are needed to judge."""
+    """Why the error budget is blown, or None: among the service operations (service_ops)
+    that ended in the last `sustained_s` (however long they took: a failure after a 5 s
+    pool wait counts when it comes), more than `max_error_rate` failed; at least 5 are
+    needed to judge. Called every window: only the recent operations are classified."""
     if abort.max_error_rate is None:
         return None
     since = now_ns - int(abort.sustained_s * NS_PER_S)
-    recent = [o for o in ops if since <= o.end_ns <= now_ns]
+    recent = service_ops(o for o in ops if since <= o.end_ns <= now_ns)
     if len(recent) < 5:
         return None
     rate = sum(1 for o in recent if o.outcome != "ok") / len(recent)
@@ -263,7 +266,7 @@ class Attempt:
         ctx.baselines.add(ctx.environment, signature, base_windows)
         base_p95 = self.base.p95_ms
         e = self.doc.expect
-        self.slo = Slo(p95_ms=e.slo_p95_ms or max(e.p95_factor * base_p95, base_p95 + 25))
+        self.slo = Slo(p95_ms=e.slo_p95_ms or p95_limit(base_p95, e.p95_factor))
         self.result["slo"] = {
             "p95_ms": round(self.slo.p95_ms, 2),
             "error_rate": self.slo.error_rate,
@@ -304,7 +307,7 @@ class Attempt:
                 f"{', '.join(lost)} healed by its host while the hold ran (lease renewals "
                 "failed): the runner lost its connection to the fault agent",
             )
-        blown = error_budget_blown(service_ops(self.load.history()), now_ns, abort)
+        blown = error_budget_blown(self.load.history().operations, now_ns, abort)
         if blown:
             self.timeline.mark("abort", reason="error budget")
             raise StopAttempt("aborted", blown)
@@ -360,12 +363,8 @@ class Attempt:
         # The isolation experiments' ground truth: the account group the load moved money
         # in (operations.request_for: `account_group`, else the attempt's op prefix).
         settings = self.load.settings
-        moved = any(self.doc.load.mix.get(k, 0) > 0 for k in ("transfer", "snapshot_read"))
-        accounts = (
-            self.ledger.accounts(settings.params.account_group or settings.op_prefix)
-            if moved
-            else None
-        )
+        moved = any(self.doc.load.mix.get(k, 0) > 0 for k in ISOLATION_KINDS)
+        accounts = self.ledger.accounts(account_group(settings)) if moved else None
         observed = Observed(
             history=history.operations,
             timeline=self.timeline,

@@ -33,12 +33,9 @@ from chaos_runner.analysis.history import History, Operation, Outcome
 from chaos_runner.errors import LoadError
 from chaos_runner.target.netguard import NetworkGuard
 from chaos_runner.workload.operations import (
-    EXPECTED_REFUSAL_KINDS,
-    INVALID,
     OP_KINDS,
     WRITE_KINDS,
     LoadSettings,
-    OperationParams,
     Verdict,
     classify,
     judge,
@@ -48,13 +45,10 @@ from chaos_runner.workload.operations import (
 
 # Re-exported: the driver's callers build settings and read the operation catalogue here.
 __all__ = [
-    "EXPECTED_REFUSAL_KINDS",
-    "INVALID",
     "OP_KINDS",
     "GraphQLLoad",
     "LoadDriver",
     "LoadSettings",
-    "OperationParams",
     "TokenPolicy",
     "classify",
     "judge",

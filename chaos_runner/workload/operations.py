@@ -177,6 +177,12 @@ def _deep(depth: int) -> str:
     return "{ items(limit: 1) { " + "... on Item { " * depth + "id" + " }" * depth + " } }"
 
 
+def account_group(settings: LoadSettings) -> str:
+    """The account group the transfers and snapshot reads work on: `params.account_group`,
+    else the attempt's own (its op prefix)."""
+    return settings.params.account_group or settings.op_prefix
+
+
 def request_for(kind: str, index: int, settings: LoadSettings) -> OpRequest:
     """The HTTP request of operation `index`. `get` is a plain GET of settings.path (static
     endpoints, for benchmarks)."""
@@ -205,7 +211,7 @@ def request_for(kind: str, index: int, settings: LoadSettings) -> OpRequest:
         return _graphql(query, detail={"variant": variant})
     if kind == "introspection":
         return _graphql(INTROSPECTION)
-    group = params.account_group or settings.op_prefix
+    group = account_group(settings)
     if kind == "transfer":
         names = list(ACCOUNT_NAMES[: params.accounts])
         source = names[index % len(names)]

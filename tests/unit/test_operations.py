@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from chaos_runner.analysis.invariants import (
 )
 from chaos_runner.errors import ConfigError, LoadError
 from chaos_runner.model import scenario
-from chaos_runner.target.netguard import NetworkGuard
 from chaos_runner.workload.load import GraphQLLoad, static_policy
 from chaos_runner.workload.operations import (
     EXPECTED_REFUSAL_KINDS,
@@ -32,8 +30,8 @@ from chaos_runner.workload.operations import (
     line_problem,
     request_for,
 )
+from tests.unit.test_load_driver import GUARD, serve
 
-GUARD = NetworkGuard(route_lookup=lambda a: "labbr0")
 SETTINGS = LoadSettings(url="http://198.18.0.13:8000", op_prefix="run7", counter="c1")
 
 
@@ -431,11 +429,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve(Handler) as url:
+        yield url
 
 
 def test_the_driver_records_probes_refusals_and_reads(server, tmp_path):

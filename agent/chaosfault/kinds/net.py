@@ -24,7 +24,7 @@ from chaosfault.iptables import (
     rule_packets,
     rules_present,
 )
-from chaosfault.processes import is_our_process, kill
+from chaosfault.processes import is_our_process, kill, process_state, wait_dead
 from chaosfault.tc import TC_HANDLE, add_lab_qdisc, del_lab_qdisc, has_lab_qdisc, lab_qdisc
 from chaosfault.validation import _choice, _ip, _number
 
@@ -229,7 +229,8 @@ class QueueFault(Fault):
         record["artifacts"]["queue"] = queue
         ready = agent.root / "faults" / f"nfqueue-{record['id']}.ready"
         for _ in range(100):
-            if ready.exists() or not Path(f"/proc/{worker_pid}").exists():
+            # Gone or a zombie: the worker is the serve process's child, never reaped by it.
+            if ready.exists() or process_state(worker_pid) in ("gone", "Z", "X"):
                 break
             time.sleep(0.02)
         if not ready.exists():
@@ -270,11 +271,8 @@ class QueueFault(Fault):
         pid = record["artifacts"].get("worker_pid")
         if pid and is_our_process(pid, "nfqueue", record["id"]):
             kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.02)
-            kill(pid, signal.SIGKILL)
+            if not wait_dead(pid, timeout_s=1.0):
+                kill(pid, signal.SIGKILL)
         for suffix in ("ready",):
             (agent.root / "faults" / f"nfqueue-{record['id']}.{suffix}").unlink(missing_ok=True)
 

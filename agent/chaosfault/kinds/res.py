@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 
 class Resource(ProgramFault):
-    params: tuple[str, ...] = ("program", "limit_mb", "quota_pct", "max")
     controller = ""
 
     def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
@@ -35,15 +34,7 @@ class Resource(ProgramFault):
         return f"cgroup-{layout}" if layout != "none" else "skipped: no cgroup hierarchy mounted"
 
     def _dir(self, agent: Agent, record: Record) -> Path:
-        if cgroup_layout() == "v1":
-            return (
-                Path("/sys/fs/cgroup")
-                / self.controller
-                / "chaoslab"
-                / agent.host
-                / str(record["id"])
-            )
-        return Path("/sys/fs/cgroup/chaoslab") / agent.host / str(record["id"])
+        return cgroup_root(self.controller) / "chaoslab" / agent.host / str(record["id"])
 
     def limits(self, params: dict[str, Any]) -> dict[str, str]:
         raise NotImplementedError
@@ -96,7 +87,7 @@ class Resource(ProgramFault):
         for name, value in self.release().items():
             if (path / name).exists():
                 (path / name).write_text(value)
-        root = cgroup_root(path, self.controller)
+        root = cgroup_root(self.controller)
         for pid in (path / "cgroup.procs").read_text().split():
             original = record["artifacts"].get("moved", {}).get(pid, "/")
             target = root / original.lstrip("/")
