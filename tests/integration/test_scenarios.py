@@ -315,7 +315,7 @@ def _left(lab) -> list[str]:
 
 def assert_heal_all_finds_nothing(lab) -> None:
     """Heal-all on app1 heals no fault and sweeps no fault artifact (the lab's own empty
-    CHAOS-IN/CHAOS-OUT chains are removed by every sweep and are not a fault)."""
+    CHAOS-IN/CHAOS-OUT chains are removed by every sweep without being reported)."""
     with FaultClient(lab) as client:
         swept = client.heal_all(["app1"])["app1"]
     assert not swept["healed"], swept
