@@ -6,17 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-  echo "setup.sh: run as root (the lab creates network namespaces and a bridge)" >&2
+  echo "setup.sh: run as root (the lab boots systemd-nspawn guests on a bridge)" >&2
   exit 2
 fi
 
 PACKAGES=(
-  iproute2 util-linux procps iptables curl ca-certificates
-  openssh-server openssh-client
-  postgresql-15 postgresql-client-15 haproxy nginx-light redis-server redis-tools
-  python3 python3-venv python3-apt
+  iproute2 util-linux procps iptables curl ca-certificates openssh-client
+  systemd-container debootstrap   # lab hosts are systemd-nspawn guests on debootstrap templates
+  python3 python3-venv
   python3-cryptography python3-packaging   # Molecule runs controller tasks under /usr/bin/python3 (lab_pki, pip)
-  libnetfilter-queue-dev
   wrk                        # benchmarks/load_driver.py compares the load driver with it
 )
 
@@ -27,8 +25,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   created_policy=false
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # Package scripts would start sshd, PostgreSQL, HAProxy and nginx in the root
-    # namespace; the lab runs its own per host.
+    # Package scripts must not start daemons on the controller.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 0755 /usr/sbin/policy-rc.d
     created_policy=true
