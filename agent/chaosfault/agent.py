@@ -20,6 +20,7 @@ from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.fault import GRACE_S, Record
 from chaosfault.kinds import FAULTS
 from chaosfault.processes import is_our_process, kill, process_tree, run
+from chaosfault.programs import check_program, pidfile, pidfile_pid, running
 from chaosfault.validation import (
     MAX_LEASE_S,
     MAX_TTL_S,
@@ -325,25 +326,17 @@ class Agent:
 
     # -------------------------------------------------------------- helpers
     def program_pid(self, program: str) -> int:
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", program):
-            raise FaultInputError(f"params.program: {program!r} is not a program name")
-        pidfile = self.root / "run" / f"{program}.pid"
-        try:
-            pid = int(pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            raise FaultFailed(f"program {program!r}: no pid in {pidfile}") from None
-        if not Path(f"/proc/{pid}").exists():
-            raise FaultFailed(f"program {program!r}: pid {pid} from {pidfile} is not running")
+        """The running program's main pid, from its pidfile; FaultFailed when it does not run."""
+        path = pidfile(self, check_program(program))
+        pid = pidfile_pid(path)
+        if pid is None:
+            raise FaultFailed(f"program {program!r}: no pid in {path}")
+        if not running(pid):
+            raise FaultFailed(f"program {program!r}: pid {pid} from {path} is not running")
         return pid
 
     def program_tree(self, program: str) -> list[int]:
         return process_tree(self.program_pid(program))
-
-    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        ctl = self.config.get("supervisorctl")
-        if ctl:
-            return run([ctl, "-c", str(self.root / "etc" / "supervisord.conf"), *args], check=False)
-        return run(["systemctl", args[0], f"chaoslab-{args[1]}.service"], check=False)
 
     def _psql_cmd(self, sql: str, role: str = "postgres", *extra: str) -> list[str]:
         pg = self.config.get("postgresql")

@@ -19,8 +19,9 @@ def capabilities(agent: Agent, refresh: bool = False) -> dict[str, Any]:
         cached: dict[str, Any] = json.loads(cache.read_text())
         return cached
     caps: dict[str, Any] = {"cgroup": cgroup_layout()}
-    # Try each qdisc on a throwaway veth pair inside this namespace (this kernel has no
-    # dummy links; veth is what the lab itself is made of).
+    # Try each qdisc on a throwaway veth pair in this host's network namespace, never on a
+    # link that carries traffic (some kernels here have no dummy links; every kernel with
+    # network namespaces has veth).
     probe = "chaosprobe0"
     run(["ip", "link", "add", probe, "type", "veth", "peer", "name", "chaosprobe1"], check=False)
 

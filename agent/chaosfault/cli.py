@@ -18,6 +18,7 @@ from chaosfault.artifacts import list_artifacts
 from chaosfault.capabilities import capabilities
 from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.kinds import FAULTS, WORKERS
+from chaosfault.programs import probe, program_states
 
 
 def kinds() -> dict[str, list[str]]:
@@ -49,6 +50,8 @@ def _answer(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
         "kinds": kinds,
         "capabilities": lambda: capabilities(agent, refresh=bool(request.get("refresh"))),
         "artifacts": lambda: list_artifacts(agent),
+        "programs": lambda: program_states(agent),
+        "proc": lambda: probe(agent, request.get("program")),
         "ping": lambda: {"host": agent.host, "pid": os.getpid()},
     }
     if not isinstance(op, str) or op not in handlers:
@@ -109,6 +112,8 @@ def _argv_request(cmd: str, args: list[str]) -> dict[str, Any] | None:
         "list": lambda: {"op": "list"},
         "capabilities": lambda: {"op": "capabilities", "refresh": args == ["--refresh"]},
         "artifacts": lambda: {"op": "artifacts"},
+        "programs": lambda: {"op": "programs"},
+        "proc": lambda: {"op": "proc", "program": args[0]},
     }
     return requests[cmd]() if cmd in requests else None
 

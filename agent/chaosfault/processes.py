@@ -13,8 +13,11 @@ from chaosfault.errors import FaultFailed
 
 # Command-line words of the agent's short-lived request handlers: never swept as helpers.
 REQUEST_COMMANDS = frozenset(
-    {"serve", "heal", "artifacts", "list", "verify", "inject", "plan", "renew", "kinds"}
-)
+    {
+        "serve", "heal", "artifacts", "list", "verify", "inject", "plan", "renew", "kinds",
+        "programs", "proc",
+    }
+)  # fmt: skip
 
 
 def run(
@@ -85,9 +88,11 @@ def process_state(pid: int) -> str:
         return "gone"
 
 
-def same_netns(pid: int) -> bool:
+def this_host(pid: int) -> bool:
+    """In this host's PID namespace. A guest sees only its own processes anyway; the
+    controller sees every guest's too, and an agent run there must never touch them."""
     try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return False
 
@@ -97,24 +102,25 @@ def _pids() -> list[int]:
 
 
 def agent_processes() -> list[int]:
-    """The agent's processes in this host's namespace, but this one and `serve` sessions."""
+    """The agent's processes on this host (its own PID space), but this one and `serve`
+    sessions."""
     me = os.getpid()
     return [
         pid
         for pid in _pids()
-        if is_our_process(pid) and pid != me and same_netns(pid) and "serve" not in cmdline(pid)
+        if is_our_process(pid) and pid != me and this_host(pid) and "serve" not in cmdline(pid)
     ]
 
 
 def helper_processes() -> list[int]:
-    """The agent's background helpers in this namespace (what heal-all may kill): not this
+    """The agent's background helpers on this host (what heal-all may kill): not this
     process and not a request being handled right now."""
     me = os.getpid()
     return [
         pid
         for pid in _pids()
         if pid != me
-        and same_netns(pid)
+        and this_host(pid)
         and is_our_process(pid)
         and not REQUEST_COMMANDS & set(cmdline(pid))
     ]

@@ -27,7 +27,13 @@ from chaos_runner.analysis.metrics import (
     recovery_ns,
     windows,
 )
-from chaos_runner.analysis.sampling import Sample, max_rss_mb, pid_samples, restarts
+from chaos_runner.analysis.sampling import (
+    Sample,
+    max_rss_mb,
+    pid_samples,
+    restarts,
+    unknown_samples,
+)
 from chaos_runner.model.scenario import Scenario
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
 
@@ -249,6 +255,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         **delay_ratio(seen.faults, seen.base, fault_ops),
         "max_rss_mb": evidence.max_rss_mb,
         "restarts": evidence.restarts,
+        # Probes of FaultClient's process sampler that got no answer: neither up nor down.
+        "process_samples_unknown": unknown_samples(seen.samples),
         "isolation": isolation_summary(iso),
     }
     details = {

@@ -1,18 +1,26 @@
 """Metric sources sampled during a scenario, on the history's clock.
 
-ProcessSampler follows a program through its pidfile (lab hosts share the controller's
-PID space; on a cluster the same file is read over the fault agent's host), recording pid
-and resident memory every interval: a pid change is a restart, a missing pid a crash
-window.
+ProcessSampler follows a program through a probe - on the lab, its host's fault agent
+reading the program's pidfile and /proc (op `proc`: a guest's PIDs are its own) - recording
+pid and resident memory every interval. A pid change between two samples that found the
+program is a restart; a probe that answered "not running" saw the program down; a probe
+that failed (no answer: the connection to the host was lost) is an *unknown* sample, which
+proves neither.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# () -> (pid, rss_kb): pid None when the program does not run; raises when it cannot tell.
+Probe = Callable[[], tuple[int | None, int | None]]
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,8 @@ class Sample:
     ns: int
     pid: int | None
     rss_kb: int | None
+    # False: the probe failed, pid and rss are unknown (not "not running").
+    known: bool = True
 
 
 class MetricSource(Protocol):
@@ -28,47 +38,14 @@ class MetricSource(Protocol):
     def stop(self) -> list[Sample]: ...
 
 
-def read_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if Path(f"/proc/{pid}").exists() else None
-
-
-def rss_kb(pid: int) -> int | None:
-    """Resident memory of the process and its children (uvicorn workers) in KiB."""
-    total = 0
-    found = False
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    found = True
-        except OSError:
-            continue
-    return total if found else None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    out = [int(k) for k in kids]
-    for k in list(out):
-        out.extend(_children(k))
-    return out
-
-
 @dataclass
 class ProcessSampler:
-    pidfile: Path
+    probe: Probe
     interval_s: float = 0.25
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="process-sampler", daemon=True)
 
@@ -80,30 +57,61 @@ class ProcessSampler:
         self._thread.join(5)
         return list(self.samples)
 
+    def sample(self) -> Sample:
+        """One probe, stamped halfway through it: over SSH the answer is read on the host
+        somewhere between sending the request and receiving the answer."""
+        sent = time.monotonic_ns()
+        try:
+            pid, rss = self.probe()
+        except Exception as exc:  # any failure of the probe is a lost sample, never a crash
+            known, pid, rss = False, None, None
+            self._failures += 1
+            if self._failures == 1:  # once: a lost host fails every probe for a while
+                log.warning("process probe failed (sample unknown): %s", exc)
+        else:
+            known = True
+        ns = (sent + time.monotonic_ns()) // 2
+        return Sample(ns, pid, rss if pid is not None else None, known)
+
     def _loop(self) -> None:
+        interval_ns = int(self.interval_s * 1e9)
+        due = time.monotonic_ns()
         while not self._stop.is_set():
-            pid = read_pid(self.pidfile)
-            self.samples.append(Sample(time.monotonic_ns(), pid, rss_kb(pid) if pid else None))
-            self._stop.wait(self.interval_s)
+            self.samples.append(self.sample())
+            # On the interval's grid; after a slow probe (a timeout) the next one is an
+            # interval later, not made up for in a burst.
+            now = time.monotonic_ns()
+            due += interval_ns
+            if due <= now:
+                due = now + interval_ns
+            self._stop.wait((due - now) / 1e9)
 
 
 def restarts(samples: list[Sample]) -> list[dict[str, int | None]]:
-    """Every change of pid (a new process took over), with when it was seen."""
+    """Every change of pid between two samples that found the program (a new process took
+    over), with when it was seen. Samples without a pid - not running, or unknown - sit
+    between the two and neither add nor hide a restart."""
     out: list[dict[str, int | None]] = []
     last: int | None = None
     for s in samples:
-        if s.pid is not None and last is not None and s.pid != last:
+        if not s.known or s.pid is None:
+            continue
+        if last is not None and s.pid != last:
             out.append({"ns": s.ns, "old_pid": last, "new_pid": s.pid})
-        if s.pid is not None:
-            last = s.pid
+        last = s.pid
     return out
 
 
 def pid_samples(samples: list[Sample]) -> int:
     """How many samples found the program's pid: 0 means restarts were not observable."""
-    return sum(1 for s in samples if s.pid is not None)
+    return sum(1 for s in samples if s.known and s.pid is not None)
+
+
+def unknown_samples(samples: list[Sample]) -> int:
+    """How many probes failed: the program's state then is not known."""
+    return sum(1 for s in samples if not s.known)
 
 
 def max_rss_mb(samples: list[Sample]) -> float | None:
-    values = [s.rss_kb for s in samples if s.rss_kb is not None]
+    values = [s.rss_kb for s in samples if s.known and s.rss_kb is not None]
     return round(max(values) / 1024, 1) if values else None

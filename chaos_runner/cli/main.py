@@ -145,7 +145,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     if not _is_embedded(settings.inventory):
         raise ConfigError(
             f"{settings.inventory} is not an embedded-lab inventory: `lab down` only removes the "
-            "local namespace lab (cluster hosts are never torn down by this tool)"
+            "local lab of guests (cluster hosts are never torn down by this tool)"
         )
     run_dir = _run_dir(args, "lab-down")
     run_playbook(
@@ -155,7 +155,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
         extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
         progress=Progress(quiet=args.quiet),
     )
-    print("lab down: every lab namespace, veth, process and the bridge are gone", file=sys.stderr)
+    print("lab down: every lab guest and the bridge are gone", file=sys.stderr)
     return EXIT_OK
 
 

@@ -18,6 +18,11 @@ it. FaultClient renews every leased fault from a daemon thread, over a second co
 per host, so a slow request on the main one (filling every connection slot, heal-all)
 never holds a renewal back. When the controller dies the renewals stop, and each host
 heals its leased faults within lease_s + 0.5 s.
+
+The agent also reports on the host's programs (a guest's pidfiles and PIDs are its own):
+`programs` for the lab's status, and `proc` - one program's pid and resident memory - for
+the process sampler, on a third connection per host so that sampling every quarter second
+neither waits behind a fault request nor delays one.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 AGENT_PATH = "/opt/chaoslab/faults/chaosfault.pyz"
 HOST_ROOT = "/srv/chaoslab"
 CALL_TIMEOUT_S = 60.0
+# A `proc` answer takes ~3 ms; one that has not come within this is a lost sample.
+PROBE_TIMEOUT_S = 2.0
 # Renewed every 2 s, the runner's 6 s lease (faults.steps.LEASE_S) outlives a lost renewal,
 # and a dead controller's faults are healed by their hosts within ~6.5 s.
 RENEW_EVERY_S = 2.0
@@ -64,6 +71,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 # FaultClient has a `list` method, which shadows the builtin in its annotations.
 FaultIds = list[str]
+ProgramStates = list[dict[str, Any]]
 
 
 class AgentTransportError(FaultError):
@@ -223,13 +231,16 @@ class FaultClient:
         self.state = state
         self.renew_every_s = renew_every_s
         self.call_timeout_s = call_timeout_s
-        self._key = state.settings.state_dir / "ssh" / "id_ed25519"
-        self._known_hosts = state.settings.state_dir / "ssh" / "known_hosts"
+        self._key = state.ssh_key
+        self._known_hosts = state.known_hosts
         self._channels: dict[str, AgentChannel] = {}
         self._channels_lock = threading.Lock()
         # Renewals travel on their own channels: never queued behind a slow request.
         self._lease_channels: dict[str, AgentChannel] = {}
         self._lease_channels_lock = threading.Lock()
+        # So do the process sampler's probes.
+        self._probe_channels: dict[str, AgentChannel] = {}
+        self._probe_channels_lock = threading.Lock()
         self._leases: dict[str, dict[str, float]] = {}  # host -> fault id -> lease_s
         self._leases_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -255,6 +266,7 @@ class FaultClient:
         for pool, lock in (
             (self._channels, self._channels_lock),
             (self._lease_channels, self._lease_channels_lock),
+            (self._probe_channels, self._probe_channels_lock),
         ):
             with lock:
                 channels = list(pool.values())
@@ -274,23 +286,28 @@ class FaultClient:
             raise ConfigError(
                 f"host: unknown lab host {host!r}; known: {', '.join(sorted(self.state.hosts))}"
             )
-        if pool is self._lease_channels and self._stop.is_set():
-            raise FaultError(f"{host}: lease renewal has stopped (client closed)")
+        background = pool is not self._channels  # renewals and probes end with close()
+        if background and self._stop.is_set():
+            raise FaultError(f"{host}: {self._stopped(pool)}")
         with lock:
             existing = pool.get(host)
         if existing is not None:
             return existing
         opened = self._connect(host)  # outside the lock: one slow host delays no other
         with lock:
-            closed = pool is self._lease_channels and self._stop.is_set()
+            closed = background and self._stop.is_set()
             existing = opened if closed else pool.setdefault(host, opened)
         if closed:
-            # close() ran while this lease connection was being opened: do not leak it.
+            # close() ran while this connection was being opened: do not leak it.
             opened.close()
-            raise FaultError(f"{host}: lease renewal has stopped (client closed)")
+            raise FaultError(f"{host}: {self._stopped(pool)}")
         if existing is not opened:
             opened.close()
         return existing
+
+    def _stopped(self, pool: dict[str, AgentChannel]) -> str:
+        what = "lease renewal" if pool is self._lease_channels else "process sampling"
+        return f"{what} has stopped (client closed)"
 
     def _connect(self, host: str) -> AgentChannel:
         address = self.state.guard.check(self.state.hosts[host]["address"])
@@ -314,12 +331,14 @@ class FaultClient:
         request: dict[str, Any],
         timeout_s: float | None = None,
         lease: bool = False,
+        probe: bool = False,
     ) -> Any:
-        pool, lock = (
-            (self._lease_channels, self._lease_channels_lock)
-            if lease
-            else (self._channels, self._channels_lock)
-        )
+        if lease:
+            pool, lock = self._lease_channels, self._lease_channels_lock
+        elif probe:
+            pool, lock = self._probe_channels, self._probe_channels_lock
+        else:
+            pool, lock = self._channels, self._channels_lock
         timeout = self.call_timeout_s if timeout_s is None else timeout_s
         op = request.get("op")
         channel = self._channel(host, pool, lock)
@@ -396,6 +415,19 @@ class FaultClient:
 
     def capabilities(self, host: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(host, {"op": "capabilities"})
+        return result
+
+    def programs(self, host: str) -> ProgramStates:
+        """Every program with a pidfile on the host: {name, pid, alive, rss_kb, active,
+        unit_state}."""
+        result: ProgramStates = self._call(host, {"op": "programs"})
+        return result
+
+    def proc(self, host: str, program: str) -> dict[str, int | None]:
+        """One program's {pid, rss_kb} (pid None: not running), over the probe channel."""
+        result: dict[str, int | None] = self._call(
+            host, {"op": "proc", "program": program}, timeout_s=PROBE_TIMEOUT_S, probe=True
+        )
         return result
 
     # ------------------------------------------------------------------ leases

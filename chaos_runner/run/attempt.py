@@ -37,7 +37,7 @@ from chaos_runner.analysis.metrics import (
     pooled,
     windows,
 )
-from chaos_runner.analysis.sampling import ProcessSampler
+from chaos_runner.analysis.sampling import Probe, ProcessSampler
 from chaos_runner.errors import ChaosRunnerError
 from chaos_runner.faults.channel import FaultClient
 from chaos_runner.faults.steps import build_fault
@@ -45,7 +45,7 @@ from chaos_runner.model.config import RunnerConfig
 from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, Scenario
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
-from chaos_runner.target.lab import LabState, lab_checks
+from chaos_runner.target.lab import LabState, guest_alive, lab_checks
 from chaos_runner.workload.load import GraphQLLoad
 from chaos_runner.workload.operations import LoadSettings, account_group, line_problem
 from chaos_runner.workload.tokens import TokenMinter, TokenSwitch
@@ -175,7 +175,7 @@ class Attempt:
         """The lab in steady state: every check green, no fault left on the target hosts."""
         self.say("gate")
         state = self.ctx.state
-        bad = [c for c in lab_checks(state) if not c.ok]
+        bad = [c for c in lab_checks(state, self.ctx.faults.programs) if not c.ok]
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
             raise StopAttempt("baseline-not-met", f"steady-state gate: {problem}")
@@ -224,10 +224,21 @@ class Attempt:
         )
         self.ledger = LedgerStore.for_lab(ctx.state, ctx.state.host(ctx.config.db_host))
         self.counter_before = self.ledger.counter(doc.counter) if doc.counter else None
-        self.sampler = ProcessSampler(Path(app.pidfile))
+        self.sampler = ProcessSampler(self._process_probe(app.host, app.program))
         self.sampler.start()
         self.timeline.mark("load-start")
         self.load.start()
+
+    def _process_probe(self, host: str, program: str) -> Probe:
+        """The program's pid and memory from its host's fault agent (op `proc`, its own
+        connection): a guest's pidfiles and PIDs are not the controller's to read."""
+        faults = self.ctx.faults
+
+        def probe() -> tuple[int | None, int | None]:
+            answer = faults.proc(host, program)
+            return answer.get("pid"), answer.get("rss_kb")
+
+        return probe
 
     def baseline(self) -> None:
         assert self.load is not None
@@ -315,16 +326,11 @@ class Attempt:
             if now_ns < getattr(self, "_next_health", 0):
                 return
             self._next_health = now_ns + NS_PER_S
-            lost = [
-                h
-                for h, v in self.ctx.state.hosts.items()
-                if not Path(f"/run/netns/{v['netns']}").exists()
-            ]
+            down = {h: guest_alive(v) for h, v in sorted(self.ctx.state.hosts.items())}
+            lost = [f"{h} ({detail})" for h, (alive, detail) in down.items() if not alive]
             if lost:
                 self.timeline.mark("abort", reason="lab health")
-                raise StopAttempt(
-                    "aborted", f"lab health lost: namespaces gone for {', '.join(lost)}"
-                )
+                raise StopAttempt("aborted", f"lab health lost: guests down: {', '.join(lost)}")
 
     def heal(self, quiet: bool = False) -> None:
         """Heal everything still injected. A heal that failed leaves the lab in doubt: the
@@ -378,7 +384,7 @@ class Attempt:
             counter_after=counter_after,
             samples=samples,
             app_host=self.app.host,
-            app_program=Path(self.app.pidfile).stem,
+            app_program=self.app.program,
             hang_limit_s=self.doc.expect.hang_s or float(self.app.raw.get("query_timeout", 10)) + 1,
             accounts=accounts,
             op_prefix=settings.op_prefix,

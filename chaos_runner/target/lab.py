@@ -1,7 +1,9 @@
 """The embedded lab as the runner sees it: where its state is, what is up, how healthy.
 
 `lab up` and `lab down` are Ansible playbooks (playbooks/lab_up.yml, lab_down.yml,
-site.yml); this module reads what they recorded and checks it against the kernel.
+site.yml); this module reads what they recorded (lab.json: one systemd-nspawn guest per
+host) and checks it against the kernel on the controller, and each host's programs through
+its fault agent (a guest's files and PIDs are its own: the controller does not read them).
 """
 
 from __future__ import annotations
@@ -10,29 +12,28 @@ import ipaddress
 import json
 import os
 import socket
-import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chaos_runner.ansible import REPO_ROOT
-from chaos_runner.errors import LabNotReady
+from chaos_runner.errors import ChaosRunnerError, LabNotReady
 from chaos_runner.target.inventory import load_inventory
 from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK, NetworkGuard
 from chaos_runner.target.roles import HostRoles
 
 DEFAULT_STATE_DIR = Path("/var/lib/chaoslab")
-DEFAULT_HOST_ROOT = Path("/srv/chaoslab")
-DEFAULT_SUPERVISORCTL = Path("/opt/chaoslab/supervisor/bin/supervisorctl")
+# What `lab up` builds each host as; a lab.json of another substrate is from an older lab.
+SUBSTRATE = "nspawn"
 
 
 @dataclass(frozen=True)
 class LabSettings:
     state_dir: Path
     inventory: Path
-    host_root: Path = DEFAULT_HOST_ROOT
 
     @classmethod
     def from_env(cls, state_dir: str | None = None, inventory: str | None = None) -> LabSettings:
@@ -65,6 +66,11 @@ class AppEndpoint:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    @property
+    def program(self) -> str:
+        """The app's program name on its host: its pidfile's (a path on the host) stem."""
+        return PurePosixPath(self.pidfile).stem
+
 
 @dataclass
 class LabState:
@@ -75,6 +81,10 @@ class LabState:
     apps: dict[str, AppEndpoint] = field(default_factory=dict)
     roles: HostRoles = field(default_factory=lambda: HostRoles({}, {}))
     network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
+    substrate: str = SUBSTRATE
+    # The controller's key for root@<host> and the lab's own known_hosts.
+    ssh_key: Path = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
+    known_hosts: Path = DEFAULT_STATE_DIR / "ssh" / "known_hosts"
 
     @classmethod
     def load(cls, settings: LabSettings) -> LabState:
@@ -110,6 +120,10 @@ class LabState:
                 addresses,
             ),
             network=inventory.lab_network(),
+            # A lab.json without a substrate is from before guests (network namespaces).
+            substrate=str(data.get("substrate", "netns")),
+            ssh_key=Path(data.get("ssh_key") or settings.state_dir / "ssh" / "id_ed25519"),
+            known_hosts=Path(data.get("known_hosts") or settings.state_dir / "ssh" / "known_hosts"),
         )
 
     @property
@@ -142,25 +156,40 @@ class Check:
     detail: str
 
 
-def _netns_inode(name: str) -> int | None:
+def guest_alive(host: dict[str, str]) -> tuple[bool, str]:
+    """Whether a host's guest runs: the pid in its nspawn pidfile is a `systemd-nspawn`
+    process for this machine (`-M <machine>`); with the pid (and release) as the detail."""
+    path = host.get("nspawn_pidfile")
+    if not path:
+        return False, "lab.json has no nspawn_pidfile for this host (run `chaoslab lab up`)"
     try:
-        return os.stat(f"/run/netns/{name}").st_ino
-    except FileNotFoundError:
-        return None
+        pid = int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False, f"no pid in {path}"
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False, f"pid {pid} from {path} is not running"
+    if comm != "systemd-nspawn":
+        return False, f"pid {pid} from {path} is {comm!r}, not systemd-nspawn"
+    machine = host.get("machine", "")
+    if machine not in _machine_names(argv):
+        return False, f"pid {pid} is systemd-nspawn for another machine (not -M {machine})"
+    return True, f"pid {pid}, release {host.get('release', '?')}"
 
 
-def _pid_in_netns(pidfile: Path, inode: int | None) -> tuple[bool, str]:
-    try:
-        pid = int(pidfile.read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return False, f"no pid in {pidfile}"
-    try:
-        ns = os.stat(f"/proc/{pid}/ns/net").st_ino
-    except FileNotFoundError:
-        return False, f"pid {pid} is not running"
-    if inode is not None and ns != inode:
-        return False, f"pid {pid} is in another network namespace"
-    return True, f"pid {pid}"
+def _machine_names(argv: list[str]) -> list[str]:
+    """The -M/--machine values on a systemd-nspawn command line, in any of their spellings."""
+    names = []
+    for i, arg in enumerate(argv):
+        if arg in ("-M", "--machine") and i + 1 < len(argv):
+            names.append(argv[i + 1])
+        elif arg.startswith("--machine="):
+            names.append(arg.split("=", 1)[1])
+        elif arg.startswith("-M") and len(arg) > 2 and not arg.startswith("--"):
+            names.append(arg[2:])
+    return names
 
 
 def _tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
@@ -171,29 +200,30 @@ def _tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def supervised_programs(settings: LabSettings, host: str) -> dict[str, str]:
-    """Program -> state line from the host's supervisord (lab hosts share the filesystem)."""
-    conf = settings.host_root / host / "etc" / "supervisord.conf"
-    if not conf.is_file() or not DEFAULT_SUPERVISORCTL.exists():
-        return {}
-    proc = subprocess.run(
-        [str(DEFAULT_SUPERVISORCTL), "-c", str(conf), "status"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=10,
-    )
-    programs = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and not line.startswith(("unix://", "error")):
-            programs[parts[0]] = parts[1].strip()
-    return programs
+# Host -> the `programs` answer of its fault agent: [{name, pid, alive, rss_kb, active, ...}].
+ProgramStates = Callable[[str], list[dict[str, Any]]]
 
 
-def lab_checks(state: LabState) -> list[Check]:
-    """Everything `lab status` reports, each with ok/not ok and a detail."""
+def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[Check]:
+    """Everything `lab status` reports, each with ok/not ok and a detail. Program states come
+    from each host's fault agent: `programs` (e.g. FaultClient.programs) or, when None, a
+    client opened for these checks."""
+    if programs is None:
+        from chaos_runner.faults.channel import FaultClient  # the channel imports this module
+
+        with FaultClient(state) as client:
+            return lab_checks(state, client.programs)
     checks: list[Check] = []
+    if state.substrate != SUBSTRATE:
+        checks.append(
+            Check(
+                "controller",
+                "substrate",
+                False,
+                f"lab.json describes a {state.substrate!r} lab, not {SUBSTRATE!r} guests"
+                " (run `chaoslab lab up`)",
+            )
+        )
     bridge_up = Path(f"/sys/class/net/{state.bridge}/operstate")
     up = bridge_up.exists() and bridge_up.read_text().strip() in ("up", "unknown")
     checks.append(
@@ -205,19 +235,36 @@ def lab_checks(state: LabState) -> list[Check]:
         )
     )
     for name, host in sorted(state.hosts.items()):
-        inode = _netns_inode(host["netns"])
-        checks.append(Check(name, "namespace", inode is not None, host["netns"]))
-        veth = Path(f"/sys/class/net/{host['veth']}").exists()
-        checks.append(Check(name, "veth", veth, host["veth"]))
-        ok, detail = _pid_in_netns(Path(host["sshd_pidfile"]), inode)
-        checks.append(Check(name, "sshd", ok, detail))
+        alive, detail = guest_alive(host)
+        checks.append(Check(name, "guest", alive, detail))
+        root = host.get("root", "")
+        checks.append(Check(name, "root", bool(root) and os.path.ismount(root), root or "?"))
+        reachable = False
         if up:
             reachable = _tcp_open(state.guard.check(host["address"]), 22)
             checks.append(Check(name, "ssh port", reachable, f"{host['address']}:22"))
-        for program, line in sorted(supervised_programs(state.settings, name).items()):
-            checks.append(Check(name, program, line.startswith("RUNNING"), line))
+        if alive and reachable:
+            checks += _program_checks(name, programs)
     for app in state.apps.values():
         checks.append(_app_health(state, app))
+    return checks
+
+
+def _program_checks(host: str, programs: ProgramStates) -> list[Check]:
+    try:
+        answer = programs(host)
+    except ChaosRunnerError as exc:
+        return [Check(host, "fault agent", False, str(exc))]
+    checks = [Check(host, "fault agent", True, f"{len(answer)} programs")]
+    for p in sorted(answer, key=lambda p: str(p["name"])):
+        if p["alive"]:
+            rss = f", {p['rss_kb'] / 1024:.0f} MB" if p.get("rss_kb") is not None else ""
+            detail = f"pid {p['pid']}{rss}"
+        else:
+            detail = "not running" if p["pid"] is None else f"pid {p['pid']} is not running"
+        if p.get("unit_state") not in (None, "active"):
+            detail += f"; unit {p['unit_state']}"
+        checks.append(Check(host, str(p["name"]), bool(p["active"]), detail))
     return checks
 
 

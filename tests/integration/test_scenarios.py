@@ -25,12 +25,13 @@ from chaos_runner.analysis.history import History
 from chaos_runner.analysis.ledger import LedgerStore
 from chaos_runner.analysis.metrics import percentile
 from chaos_runner.faults.channel import FaultClient, artifacts_left
+from tests.conftest import on_host
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CHAOSLAB = [sys.executable, "-m", "chaos_runner.cli"]
-PG_LOG = Path("/srv/chaoslab/db1/log/postgresql.log")
+PG_LOG = "/srv/chaoslab/db1/log/postgresql.log"  # on db1
 VERDICT_OR_REASON = {"passed", "deviated", "skipped", "aborted"}
 
 
@@ -74,10 +75,11 @@ def to_monotonic(a: dict, wall: datetime) -> int:
     return anchor["monotonic_ns"] + int(wall.timestamp() * 1e9) - anchor["wall_ns"]
 
 
-def pg_events(a: dict, needle: str) -> list[int]:
+def pg_events(lab, a: dict, needle: str) -> list[int]:
     """Monotonic times of PostgreSQL log lines containing `needle` during the attempt."""
     out = []
-    for line in PG_LOG.read_text(errors="replace").splitlines():
+    log = on_host(lab, "db1", "grep", "-F", "--", needle, PG_LOG, check=False).stdout
+    for line in log.splitlines():
         if needle not in line:
             continue
         stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
@@ -170,11 +172,11 @@ def test_injected_delay_shows_up_in_latency(slice_run):
     assert after and after[len(after) // 2] < before[len(before) // 2] + delay_ms / 4
 
 
-def test_bite_and_recovery_agree_with_the_postgresql_log(slice_run):
+def test_bite_and_recovery_agree_with_the_postgresql_log(lab, slice_run):
     journal, run_dir = slice_run
     a = attempt(journal, "net.db-stopped")
-    shutdown = pg_events(a, "received fast shutdown request")
-    ready = pg_events(a, "database system is ready to accept connections")
+    shutdown = pg_events(lab, a, "received fast shutdown request")
+    ready = pg_events(lab, a, "database system is ready to accept connections")
     assert len(shutdown) == 1 and len(ready) == 1, (shutdown, ready)
     injected = event(a, "injected")
     bite = a["metrics"]["bite_ns"]
@@ -189,7 +191,8 @@ def test_bite_and_recovery_agree_with_the_postgresql_log(slice_run):
     assert heal_start - 0.5e9 <= ready[0] <= heal_end + 0.5e9
     ops = history(run_dir, a)
     first_ok = min(o.end_ns for o in ops if o.outcome == "ok" and o.start_ns >= heal_start)
-    app_back = [t for t in pg_events(a, "connection authorized: user=fraiseql") if t >= ready[0]]
+    authorized = pg_events(lab, a, "connection authorized: user=fraiseql")
+    app_back = [t for t in authorized if t >= ready[0]]
     assert app_back, "FraiseQL never reconnected according to PostgreSQL"
     assert abs(first_ok - app_back[0]) <= 0.5e9, (first_ok - app_back[0]) / 1e9
     # The reported recovery (start of the first of 3 windows meeting the SLO; a window

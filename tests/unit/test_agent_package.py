@@ -21,6 +21,7 @@ import pytest
 
 import chaosfault
 from chaosfault import artifacts as artifacts_module
+from chaosfault import services
 from chaosfault.agent import Agent
 from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.kinds import ARTIFACTS, FAMILIES, FAULTS, WORKERS, cache, jwks, net, pg, proc, res
@@ -343,6 +344,7 @@ def test_artifact_names_are_the_ones_heal_all_reported_before():
             "iptables_rules",
             "qdisc",
             "cgroups",
+            "unit_limits",
             "stopped_processes",
             "processes",
             "pg_settings",
@@ -353,7 +355,8 @@ def test_artifact_names_are_the_ones_heal_all_reported_before():
     )
 
 
-def test_list_artifacts_covers_exactly_the_declarations(agent: Agent):
+def test_list_artifacts_covers_exactly_the_declarations(agent: Agent, monkeypatch):
+    monkeypatch.setattr(services, "booted", lambda: True)
     agent.config.update(postgresql={"x": 1}, nginx={"x": 1}, redis={"x": 1})
     present = {
         "records": ["f1"],
@@ -375,7 +378,8 @@ def test_list_artifacts_covers_exactly_the_declarations(agent: Agent):
     ]
 
 
-def test_hosts_without_a_service_leave_its_artifacts_out(agent: Agent):
+def test_hosts_without_a_service_leave_its_artifacts_out(agent: Agent, monkeypatch):
+    monkeypatch.setattr(services, "booted", lambda: False)  # no systemd: no unit limits
     fakes = tuple(replace(a, find=lambda _agent: []) for a in artifacts_module.declared())
     answer = artifacts_module.list_artifacts(agent, fakes)
     assert set(answer) == {
@@ -402,7 +406,10 @@ def test_sweep_runs_every_declared_sweep_in_order_and_survives_a_failure(agent: 
 
         return sweep
 
-    fakes = tuple(replace(a, sweep=sweeper(a.name)) for a in (*ARTIFACTS, artifacts_module.RECORDS))
+    fakes = tuple(
+        replace(a, sweep=sweeper(a.name), applies=lambda _agent: True)
+        for a in (*ARTIFACTS, artifacts_module.RECORDS)
+    )
     swept = artifacts_module.sweep_artifacts(agent, fakes)
     assert calls == [
         "iptables_rules",
@@ -410,6 +417,11 @@ def test_sweep_runs_every_declared_sweep_in_order_and_survives_a_failure(agent: 
         "stopped_processes",
         "processes",
         "cgroups",
+        "unit_limits",
+        "pg_settings",
+        "pg_sessions",
+        "jwks_override",
+        "redis_config",
         "records",
     ]
     assert "qdisc: sweep failed: tc is gone" in swept and "swept records" in swept

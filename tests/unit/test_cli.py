@@ -27,4 +27,4 @@ def test_missing_inventory_is_named(capsys, tmp_path):
 def test_lab_down_refuses_a_cluster_inventory(capsys):
     rc = main(["--inventory", "inventory/cluster.example", "lab", "down"])
     assert rc == 2
-    assert "only removes the local namespace lab" in capsys.readouterr().err
+    assert "only removes the local lab of guests" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import pytest
 
 from chaos_runner.errors import ConfigError, FaultError
 from chaos_runner.faults.channel import (
+    PROBE_TIMEOUT_S,
     AgentChannel,
     AgentTransportError,
     FaultClient,
@@ -61,6 +62,8 @@ def client(tmp_path: Path):
         hosts={"db1": {"address": "198.18.0.10"}, "app1": {"address": "198.18.0.20"}},
         settings=SimpleNamespace(state_dir=tmp_path),
         guard=SimpleNamespace(check=lambda address: address),
+        ssh_key=tmp_path / "ssh" / "id_ed25519",
+        known_hosts=tmp_path / "ssh" / "known_hosts",
     )
     fault_client = FaultClient(state, renew_every_s=0.05)  # type: ignore[arg-type]
     fault_client.connects = []  # type: ignore[attr-defined]
@@ -178,6 +181,33 @@ def test_close_stops_the_renewer_and_closes_every_channel(client):
     assert renewer is not None and not renewer.is_alive()
     assert runner.closed and all(ch.closed for ch in client.connects)
     assert client._channels == {} and client._lease_channels == {}
+
+
+def test_probes_travel_on_their_own_channel_with_a_short_timeout(client):
+    runner = client._channels["app1"] = FakeChannel("app1")
+    timeouts: list[float] = []
+
+    class Probing(FakeChannel):
+        def call(self, request: dict, timeout_s: float = 60.0) -> dict:
+            timeouts.append(timeout_s)
+            super().call(request, timeout_s)
+            return {"ok": True, "result": {"pid": 41, "rss_kb": 2048}}
+
+    client._connect = lambda host: Probing(host)
+    assert client.proc("app1", "fraiseql") == {"pid": 41, "rss_kb": 2048}
+    assert client._probe_channels["app1"].requests == [{"op": "proc", "program": "fraiseql"}]
+    assert runner.requests == [] and timeouts == [PROBE_TIMEOUT_S]
+    # The status listing is an ordinary request on the runner's channel.
+    runner.script.append({"ok": True, "result": [{"name": "fraiseql", "active": True}]})
+    assert client.programs("app1") == [{"name": "fraiseql", "active": True}]
+    assert runner.requests == [{"op": "programs"}]
+
+
+def test_after_close_probes_are_refused_and_open_no_connection(client):
+    client.close()
+    with pytest.raises(FaultError, match="app1: process sampling has stopped"):
+        client.proc("app1", "fraiseql")
+    assert client.connects == [] and client._probe_channels == {}
 
 
 def test_artifacts_left_is_the_agents_own_list():

@@ -1,14 +1,14 @@
-"""Process faults: signals by pidfile (kill, pause) and the service layer (stop, restart).
-The agent's own background helpers are processes too, swept here."""
+"""Process faults: signals by pidfile (kill, pause) and the service layer - systemd units
+`chaoslab-<program>.service` - (stop, restart). The agent's own background helpers are
+processes too, swept here."""
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from chaosfault.errors import FaultFailed, FaultInputError
+from chaosfault.errors import FaultFailed
 from chaosfault.fault import Artifact, Family, Fault, Record
 from chaosfault.processes import (
     agent_processes,
@@ -18,6 +18,8 @@ from chaosfault.processes import (
     process_tree,
     wait_dead,
 )
+from chaosfault.programs import check_program, pidfile_pid, program_pidfiles
+from chaosfault.services import service
 
 if TYPE_CHECKING:
     from chaosfault.agent import Agent
@@ -27,10 +29,7 @@ class ProgramFault(Fault):
     params: tuple[str, ...] = ("program",)
 
     def check(self, params: dict[str, Any]) -> dict[str, Any]:
-        program = params.get("program")
-        if not isinstance(program, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", program):
-            raise FaultInputError(f"params.program: {program!r} is not a program name")
-        return {"program": program}
+        return {"program": check_program(params.get("program"))}
 
     def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
         return "signal"
@@ -56,7 +55,7 @@ class Kill(ProgramFault):
         return gone, f"pid {old} {'gone' if gone else 'still running'}"
 
     def heal(self, agent: Agent, record: Record) -> None:
-        agent.supervisorctl("start", self.program(record))
+        service("start", self.program(record))
 
 
 class Pause(ProgramFault):
@@ -91,18 +90,18 @@ class Stop(ProgramFault):
         return "service-layer"
 
     def inject(self, agent: Agent, record: Record) -> None:
-        proc = agent.supervisorctl("stop", record["params"]["program"])
-        if proc.returncode != 0 and "NOT_RUNNING" not in proc.stdout:
+        proc = service("stop", record["params"]["program"])
+        if proc.returncode != 0:
             raise FaultFailed(
                 f"stop {record['params']['program']}: {proc.stdout.strip()} {proc.stderr.strip()}"
             )
 
     def verify(self, agent: Agent, record: Record) -> tuple[bool, str]:
-        out = agent.supervisorctl("status", record["params"]["program"]).stdout.strip()
-        return "STOPPED" in out or "inactive" in out, out
+        state = service("is-active", record["params"]["program"]).stdout.strip()
+        return state in ("inactive", "failed"), f"unit {state}"
 
     def heal(self, agent: Agent, record: Record) -> None:
-        agent.supervisorctl("start", record["params"]["program"])
+        service("start", record["params"]["program"])
 
 
 class Restart(ProgramFault):
@@ -114,7 +113,7 @@ class Restart(ProgramFault):
     def inject(self, agent: Agent, record: Record) -> None:
         program = record["params"]["program"]
         record["artifacts"]["old_pid"] = agent.program_pid(program)
-        proc = agent.supervisorctl("restart", program)
+        proc = service("restart", program)
         if proc.returncode != 0:
             raise FaultFailed(f"restart {program}: {proc.stdout.strip()} {proc.stderr.strip()}")
 
@@ -124,7 +123,7 @@ class Restart(ProgramFault):
         return new != old, f"pid {old} -> {new}"
 
     def heal(self, agent: Agent, record: Record) -> None:
-        agent.supervisorctl("start", record["params"]["program"])
+        service("start", record["params"]["program"])
 
 
 # ----------------------------------------------------------------- artifacts
@@ -132,11 +131,10 @@ class Restart(ProgramFault):
 
 def lab_program_pids(agent: Agent) -> list[int]:
     pids = []
-    for pidfile in (agent.root / "run").glob("*.pid"):
-        try:
-            pids += process_tree(int(pidfile.read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue
+    for path in program_pidfiles(agent).values():
+        pid = pidfile_pid(path)
+        if pid is not None:
+            pids += process_tree(pid)
     return pids
 
 

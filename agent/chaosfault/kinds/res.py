@@ -1,14 +1,16 @@
 """Resource faults: the program's process tree moved into a lab cgroup with a memory, CPU
-or pids limit (cgroup v1 `/sys/fs/cgroup/<ctrl>/chaoslab/<host>/<id>`, or v2)."""
+or pids limit (cgroup v1 `/sys/fs/cgroup/<ctrl>/chaoslab/<host>/<id>`, or v2) - or, for a
+memory cap the program is restarted under, a limit on its systemd unit."""
 
 from __future__ import annotations
 
 import re
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chaosfault import services
 from chaosfault.cgroups import (
+    CGROUP_FS,
     cgroup_layout,
     cgroup_root,
     current_cgroup,
@@ -19,7 +21,7 @@ from chaosfault.cgroups import (
 from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.fault import Artifact, Family, Record
 from chaosfault.kinds.proc import ProgramFault
-from chaosfault.processes import kill
+from chaosfault.programs import pidfile, pidfile_pid
 from chaosfault.validation import _number
 
 if TYPE_CHECKING:
@@ -100,10 +102,11 @@ class Resource(ProgramFault):
 
 class Memory(Resource):
     """Memory cap. On cgroup v1 a moved process keeps its old charges, and a limit below
-    current usage is refused (EBUSY) rather than enforced. With restart=true the program's
-    supervisor is moved into the cgroup and the program restarted: its whole working set is
-    then charged there, and a cap below it OOM-kills it (the service layer keeps restarting it
-    until heal)."""
+    current usage is refused (EBUSY) rather than enforced. With restart=true the cap is set
+    on the program's systemd unit instead (`MemoryLimit=` on v1, `MemoryMax=` on v2, a
+    runtime property) and the unit restarted: the new process's whole working set is charged
+    to the unit's cgroup, a cap below it OOM-kills it, and systemd keeps restarting it until
+    heal lifts the cap (and starts the unit again should it have hit its start limit)."""
 
     params = ("program", "limit_mb", "restart")
     controller = "memory"
@@ -117,22 +120,86 @@ class Memory(Resource):
         out["restart"] = restart
         return out
 
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        mechanism = super().mechanism(agent, params)
+        if not params["restart"] or mechanism.startswith("skipped:"):
+            return mechanism
+        if not services.booted():
+            return (
+                "skipped: restart=true caps the program's systemd unit, and systemd does not"
+                " run this host"
+            )
+        return f"systemd-unit-{mechanism}"
+
     def limits(self, params: dict[str, Any]) -> dict[str, str]:
         value = str(params["limit_mb"] * 1024 * 1024)
         return (
             {"memory.limit_in_bytes": value} if cgroup_layout() == "v1" else {"memory.max": value}
         )
 
+    # ------------------------------------------------------- restart=true: the unit
+    @staticmethod
+    def unit_property() -> str:
+        return "MemoryLimit" if cgroup_layout() == "v1" else "MemoryMax"
+
     def inject(self, agent: Agent, record: Record) -> None:
-        super().inject(agent, record)
         if not record["params"]["restart"]:
+            super().inject(agent, record)
             return
-        supervisor = _supervisor_pid(agent)
-        path = Path(record["artifacts"]["cgroup"])
-        record["artifacts"]["moved"][str(supervisor)] = current_cgroup(supervisor, self.controller)
-        (path / "cgroup.procs").write_text(str(supervisor))
-        agent.save(record)
-        kill(agent.program_pid(record["params"]["program"]), signal.SIGKILL)
+        program = record["params"]["program"]
+        unit = services.unit(program)
+        value = str(record["params"]["limit_mb"] * 1024 * 1024)
+        artifacts = record["artifacts"]
+        artifacts["unit"] = unit
+        artifacts["unit_limit"] = {self.unit_property(): value}
+        artifacts["dropins"] = [
+            str(services.RUNTIME_CONTROL / f"{unit}.d" / f"50-{self.unit_property()}.conf")
+        ]
+        artifacts["old_pid"] = pidfile_pid(pidfile(agent, program))
+        agent.save(record)  # what heal undoes is on disk before the cap exists
+        services.set_runtime_properties(unit, artifacts["unit_limit"])
+        restarted = services.systemctl("restart", unit)
+        if restarted.returncode != 0:
+            raise FaultFailed(f"restart {unit} failed: {restarted.stderr.strip()[:300]}")
+        # systemd's count of its automatic restarts of the unit, from here on: each one is
+        # the cap killing the program.
+        artifacts["restarts_before"] = _int(services.show(unit, "NRestarts").get("NRestarts"))
+
+    def verify(self, agent: Agent, record: Record) -> tuple[bool, str]:
+        """The cap as the kernel applies it (the unit cgroup's limit file), not as systemd
+        accepted it: a controller the guest cannot write takes the setting and caps nothing.
+        Only while the unit has no process (between OOM kills, or failed at its start limit)
+        and so no cgroup is systemd's own setting the evidence."""
+        if not record["params"]["restart"]:
+            return super().verify(agent, record)
+        artifacts = record["artifacts"]
+        unit = artifacts["unit"]
+        prop, wanted = next(iter(artifacts["unit_limit"].items()))
+        shown = services.show(unit, "ControlGroup", "NRestarts", "ActiveState", prop)
+        state = shown.get("ActiveState", "?")
+        group = _unit_cgroup(shown.get("ControlGroup") or f"/system.slice/{unit}")
+        limit_file = group / next(iter(self.limits(record["params"])))
+        if limit_file.exists():
+            current = limit_file.read_text().strip()
+            in_effect = _int(current) == int(wanted)
+            where = f"{limit_file}={current}"
+        else:
+            in_effect = state != "active" and _int(shown.get(prop)) == int(wanted)
+            where = f"no cgroup while {state}, systemd's {prop}={shown.get(prop)}"
+        restarts = _int(shown.get("NRestarts")) - _int(artifacts.get("restarts_before"))
+        pid = pidfile_pid(pidfile(agent, record["params"]["program"]))
+        return in_effect, (
+            f"unit {unit} ({state}): {where}"
+            f"{'' if in_effect else f' (wanted {wanted}: the cap is not in effect)'}"
+            f"{self.extra_evidence(group)}, restarts since inject={max(restarts, 0)},"
+            f" pid {artifacts.get('old_pid')} -> {pid}"
+        )
+
+    def heal(self, agent: Agent, record: Record) -> None:
+        if not record["params"]["restart"]:
+            super().heal(agent, record)
+            return
+        services.release_limits(services.unit(record["params"]["program"]))
 
     def extra_evidence(self, path: Path) -> str:
         oom = path / "memory.oom_control"
@@ -146,14 +213,17 @@ class Memory(Resource):
         return ""
 
 
-def _supervisor_pid(agent: Agent) -> int:
-    pidfile = agent.root / "run" / "supervisord.pid"
+def _unit_cgroup(control_group: str) -> Path:
+    """The unit's cgroup directory for the memory controller (as this host mounts it)."""
+    base = CGROUP_FS / "memory" if cgroup_layout() == "v1" else CGROUP_FS
+    return base / control_group.lstrip("/")
+
+
+def _int(value: Any) -> int:
     try:
-        return int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        raise FaultFailed(
-            "restart=true needs the host's supervisord (the lab service layer)"
-        ) from None
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 class Cpu(Resource):
@@ -199,6 +269,13 @@ FAMILY = Family(
             "cgroups",
             lambda agent: lab_groups(agent.host),
             lambda agent: remove_lab_groups(agent.host),
+        ),
+        # Limits set on lab units (restart=true), by their runtime drop-ins' names.
+        Artifact(
+            "unit_limits",
+            lambda agent: [str(p) for p in services.limit_dropins()],
+            lambda agent: services.release_all_limits(),
+            applies=lambda agent: services.booted(),
         ),
     ),
 )
