@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class RunContext:
         )
 
 
-def error_budget_blown(ops: list[Operation], now_ns: int, abort: Abort) -> str | None:
+def error_budget_blown(ops: Iterable[Operation], now_ns: int, abort: Abort) -> str | None:
     """Why the error budget is blown, or None: among the service operations (service_ops)
     that ended in the last `sustained_s` (however long they took: a failure after a 5 s
     pool wait counts when it comes), more than `max_error_rate` failed; at least 5 are
@@ -318,7 +318,7 @@ class Attempt:
                 f"{', '.join(lost)} healed by its host while the hold ran (lease renewals "
                 "failed): the runner lost its connection to the fault agent",
             )
-        blown = error_budget_blown(self.load.history().operations, now_ns, abort)
+        blown = error_budget_blown(self.load.history(), now_ns, abort)
         if blown:
             self.timeline.mark("abort", reason="error budget")
             raise StopAttempt("aborted", blown)

@@ -49,6 +49,8 @@ TASK_KEYWORDS = {
     "args",
     "any_errors_fatal",
     "diff",
+    "async",
+    "poll",
 }
 
 
