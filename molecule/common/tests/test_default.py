@@ -1,28 +1,24 @@
-"""common: guard, per-host layout, a supervisord in the host's namespace, restart on crash."""
+"""common: guard, per-host layout, a program as a systemd unit, restart on crash."""
 
 import time
 
 ROOT = "/srv/chaoslab/mol-common"
-CTL = f"/opt/chaoslab/supervisor/bin/supervisorctl -c {ROOT}/etc/supervisord.conf"
+UNIT = "chaoslab-echo-server.service"
 
 
 def test_per_host_directories(host):
-    for sub in ("etc", "run", "log", "data", "tmp", "etc/supervisor.d"):
+    for sub in ("etc", "run", "log", "data", "tmp"):
         assert host.file(f"{ROOT}/{sub}").is_directory
 
 
-def test_supervisord_runs_in_this_hosts_namespace(host):
-    pid = host.check_output(f"{CTL} pid")
-    assert pid.isdigit()
-    own_ns = host.check_output("readlink /proc/self/ns/net")
-    assert host.check_output(f"readlink /proc/{pid}/ns/net") == own_ns
+def test_systemd_is_pid_1(host):
+    assert host.check_output("cat /proc/1/comm") == "systemd"
 
 
-def test_program_runs_and_writes_its_own_pidfile(host):
-    status = host.check_output(f"{CTL} status echo-server")
-    assert "RUNNING" in status
+def test_program_runs_as_its_unit_and_writes_its_own_pidfile(host):
+    assert host.check_output(f"systemctl is-active {UNIT}") == "active"
     pid = host.file(f"{ROOT}/run/echo-server.pid").content_string.strip()
-    assert f"pid {pid}," in status
+    assert pid == host.check_output(f"systemctl show -p MainPID --value {UNIT}")
     assert host.socket("tcp://198.18.0.101:8080").is_listening
 
 
@@ -31,8 +27,9 @@ def test_program_is_restarted_after_kill_9(host):
     host.run(f"kill -9 {pid}")
     for _ in range(50):
         new = host.file(f"{ROOT}/run/echo-server.pid").content_string.strip()
-        if new != pid and "RUNNING" in host.run(f"{CTL} status echo-server").stdout:
+        active = host.run(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+        if new not in (pid, "") and active:
             break
         time.sleep(0.2)
     assert new != pid
-    assert "RUNNING" in host.check_output(f"{CTL} status echo-server")
+    assert host.check_output(f"systemctl is-active {UNIT}") == "active"
