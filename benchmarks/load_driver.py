@@ -5,7 +5,7 @@ suite's wall time. Ratios come from one run (these machines are noisy).
 Run as root with the lab up:  .venv/bin/python benchmarks/load_driver.py [--seconds 8]
 
 A throwaway nginx (its own config, pidfile and port) serves a small static file inside
-auth1's namespace; it is ended by its pid at the end. Compared:
+auth1's guest; it is ended by its pid there at the end. Compared:
 - closed loop, same connection count: requests/s and median latency, driver vs wrk;
 - open loop at a fixed rate: achieved rate and schedule lag (send time - due time), the
   driver's own timing overhead;
@@ -15,19 +15,17 @@ auth1's namespace; it is ended by its pid at the end. Compared:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
+import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from tabulate import tabulate
 
 from chaos_runner.analysis.metrics import percentile
-from chaos_runner.target.lab import LabSettings, LabState
+from chaos_runner.target.lab import LabSettings, LabState, on_host, start_on_host
 from chaos_runner.workload.load import GraphQLLoad, LoadSettings, static_policy
 
 PORT = 8089
@@ -35,14 +33,15 @@ HOST = "auth1"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_nginx(lab: LabState, root: Path) -> int:
-    root.chmod(0o755)  # nginx workers drop root privileges and must read the file
-    (root / "www").mkdir()
-    (root / "www" / "ping.json").write_text('{"ok": true, "pad": "' + "x" * 200 + '"}\n')
+# In auth1's guest: a directory of the benchmark's own, removed at the end.
+BENCH_DIR = "/var/tmp/chaoslab-bench"
+
+
+def start_nginx(lab: LabState) -> int:
+    """A throwaway nginx in auth1's guest (written there over SSH); its pid in the guest."""
     address = lab.guard.check(lab.hosts[HOST]["address"])
-    conf = root / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
+    root = BENCH_DIR
+    conf = f"""daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log;
@@ -55,17 +54,26 @@ http {{
   server {{ listen {address}:{PORT}; root {root}/www; }}
 }}
 """
+    page = '{"ok": true, "pad": "' + "x" * 200 + '"}'
+    script = (
+        f"set -e; rm -rf {root}; mkdir -p {root}/www {root}/tmp; chmod 755 {root} {root}/www; "
+        f"printf '%s\\n' {shlex.quote(page)} > {root}/www/ping.json; "
+        f"printf '%s' {shlex.quote(conf)} > {root}/nginx.conf"
     )
-    (root / "tmp").mkdir()
-    proc = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{lab.hosts[HOST]['netns']}", "nginx", "-c", str(conf)]
-    )
+    on_host(lab, HOST, "sh", "-c", script)
+    pid = start_on_host(lab, HOST, "nginx", "-c", f"{root}/nginx.conf")
     deadline = time.monotonic() + 10
-    while not (root / "nginx.pid").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"nginx did not start: {(root / 'error.log').read_text()}")
-        time.sleep(0.05)
-    return proc.pid
+    while on_host(lab, HOST, "test", "-s", f"{root}/nginx.pid", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            log = on_host(lab, HOST, "cat", f"{root}/error.log", check=False).stdout
+            raise SystemExit(f"nginx did not start in {HOST}: {log}")
+        time.sleep(0.1)
+    return pid
+
+
+def stop_nginx(lab: LabState, pid: int) -> None:
+    """Graceful stop of the nginx we started (by its pid in the guest), then its directory."""
+    on_host(lab, HOST, "sh", "-c", f"kill -QUIT {pid}; sleep 0.5; rm -rf {BENCH_DIR}", check=False)
 
 
 def wrk(url: str, connections: int, seconds: int) -> tuple[float, float]:
@@ -113,27 +121,25 @@ def main() -> int:
     args = parser.parse_args()
     lab = LabState.load(LabSettings.from_env())
     url = f"http://{lab.hosts[HOST]['address']}:{PORT}/ping.json"
-    with tempfile.TemporaryDirectory(prefix="chaoslab-bench-") as tmp:
-        nginx = start_nginx(lab, Path(tmp))
-        try:
-            w_rate, w_p50 = wrk(url, args.connections, args.seconds)
-            d_rate, d_p50, _, _, d_fail = driver(
-                lab,
-                url,
-                mode="closed",
-                concurrency=args.connections,
-                max_duration_s=float(args.seconds),
-            )
-            o_rate, o_p50, lag50, lag99, o_fail = driver(
-                lab,
-                url,
-                mode="open",
-                rate=args.rate,
-                max_duration_s=float(args.seconds),
-            )
-        finally:
-            os.kill(nginx, signal.SIGQUIT)  # graceful stop of the nginx we started
-            subprocess.run(["sleep", "0.5"], check=False)
+    nginx = start_nginx(lab)
+    try:
+        w_rate, w_p50 = wrk(url, args.connections, args.seconds)
+        d_rate, d_p50, _, _, d_fail = driver(
+            lab,
+            url,
+            mode="closed",
+            concurrency=args.connections,
+            max_duration_s=float(args.seconds),
+        )
+        o_rate, o_p50, lag50, lag99, o_fail = driver(
+            lab,
+            url,
+            mode="open",
+            rate=args.rate,
+            max_duration_s=float(args.seconds),
+        )
+    finally:
+        stop_nginx(lab, nginx)
     print(
         tabulate(
             [

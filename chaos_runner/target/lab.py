@@ -11,7 +11,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shlex
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -276,3 +278,38 @@ def _app_health(state: LabState, app: AppEndpoint) -> Check:
             return Check(app.host, f"fraiseql {app.version} /health", resp.status == 200, body)
     except (urllib.error.URLError, OSError, LabNotReady) as exc:
         return Check(app.host, f"fraiseql {app.version} /health", False, str(exc))
+
+
+def on_host(
+    lab: LabState,
+    host: str,
+    *argv: str,
+    timeout: float = 30,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command on lab host `host` (in its guest: its files, processes and network
+    namespace), as root over SSH with the lab's key - the way Ansible reaches it. The
+    controller never reads a host's files or PIDs itself."""
+    address = lab.guard.check(lab.hosts[host]["address"])
+    return subprocess.run(
+        [
+            "ssh",
+            "-i", str(lab.ssh_key),
+            "-o", f"UserKnownHostsFile={lab.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=5",
+            f"root@{address}",
+            shlex.join(argv),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )  # fmt: skip
+
+
+def start_on_host(lab: LabState, host: str, *argv: str) -> int:
+    """Start a long-running command on `host`, detached from the SSH session; its pid there."""
+    script = f"setsid {shlex.join(argv)} </dev/null >/dev/null 2>&1 & echo $!"
+    return int(on_host(lab, host, "sh", "-c", script).stdout.split()[0])

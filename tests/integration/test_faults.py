@@ -22,7 +22,8 @@ import pytest
 
 from chaos_runner.errors import ConfigError
 from chaos_runner.faults.channel import FaultClient, FaultSpec, artifacts_left
-from tests.conftest import REPO, chaoslab, on_host, start_on_host
+from chaos_runner.target.lab import on_host, start_on_host
+from tests.conftest import REPO, chaoslab
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healed_after")]
 

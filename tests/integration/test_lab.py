@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from chaos_runner.ansible import run_playbook
-from chaos_runner.target.lab import LabState
-from tests.conftest import REPO, chaoslab, on_host, start_on_host
+from chaos_runner.target.lab import LabState, on_host, start_on_host
+from tests.conftest import REPO, chaoslab
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from chaos_runner.analysis.history import History
 from chaos_runner.analysis.ledger import LedgerStore
 from chaos_runner.analysis.metrics import percentile
 from chaos_runner.faults.channel import FaultClient, artifacts_left
-from tests.conftest import on_host
+from chaos_runner.target.lab import on_host
 
 pytestmark = pytest.mark.integration
 
