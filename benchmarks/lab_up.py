@@ -41,7 +41,7 @@ def main() -> None:
     results: dict[str, float] = {}
     if not args.skip_cold:
         chaoslab("lab", "down", "-q", "--purge")
-        results["cold (purged: venvs, keys, PKI)"] = chaoslab("lab", "up", "-q")
+        results["cold (purged: templates, PyPI cache, keys, PKI)"] = chaoslab("lab", "up", "-q")
     chaoslab("lab", "down", "-q")
     results["after down (venv cache kept)"] = chaoslab("lab", "up", "-q")
     results["warm (already up, no change)"] = chaoslab("lab", "up", "-q")
