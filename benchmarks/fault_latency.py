@@ -61,12 +61,12 @@ def http_status(url: str, ctx: ssl.SSLContext, bad: int) -> Probe:
     return probe
 
 
-def statement_cancelled(address: str) -> Probe:
+def statement_cancelled(address: str, password: str) -> Probe:
     conn = psycopg.connect(
         host=address,
         dbname="fraiseql_demo",
         user="chaos_admin",
-        password="chaos-lab-admin",
+        password=password,
         autocommit=True,
     )
 
@@ -134,7 +134,7 @@ def main() -> None:
         (
             "postgresql",
             FaultSpec("db1", "pg.setting", {"name": "statement_timeout", "value": "5ms"}, 30),
-            statement_cancelled(db),
+            statement_cancelled(db, state.settings.secret("postgresql_chaos_password")),
         ),
         (
             "jwks",

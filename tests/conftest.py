@@ -107,7 +107,7 @@ def db_admin(lab: LabState):
         port=5432,
         dbname="fraiseql_demo",
         user="chaos_admin",
-        password="chaos-lab-admin",
+        password=lab.settings.secret("postgresql_chaos_password"),
         connect_timeout=5,
         autocommit=True,
     ) as conn:

@@ -36,7 +36,7 @@ class LedgerStore:
     port: int = 5432
     dbname: str = "fraiseql_demo"
     user: str = "chaos_admin"
-    password: str = "chaos-lab-admin"
+    password: str = ""
 
     @classmethod
     def for_lab(cls, state: LabState, db_host: str = "db1") -> LedgerStore:
@@ -45,7 +45,8 @@ class LedgerStore:
         return cls(
             address=state.guard.check(state.hosts[db_host]["address"]),
             user=os.environ.get("CHAOSLAB_DB_ADMIN_USER", "chaos_admin"),
-            password=os.environ.get("CHAOSLAB_DB_ADMIN_PASSWORD", "chaos-lab-admin"),
+            password=os.environ.get("CHAOSLAB_DB_ADMIN_PASSWORD")
+            or state.settings.secret("postgresql_chaos_password"),
         )
 
     def _connect(self, timeout_s: int = 5) -> psycopg.Connection[tuple[object, ...]]:

@@ -46,6 +46,17 @@ class LabSettings:
             ),
         )
 
+    def secret(self, name: str) -> str:
+        """A password the inventory generated for this lab (Ansible's password lookup: a
+        0600 file in <state>/secrets; its first word is the password)."""
+        path = self.state_dir / "secrets" / name
+        try:
+            return path.read_text().split()[0]
+        except (OSError, IndexError):
+            raise LabNotReady(
+                f"{path}: no generated secret {name!r} (run `chaoslab lab up`, which creates it)"
+            ) from None
+
 
 @dataclass(frozen=True)
 class AppEndpoint:

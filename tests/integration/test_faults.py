@@ -357,7 +357,7 @@ def test_table_lock_blocks_queries_visibly_in_pg_locks(lab, faults, db_admin):
             host=addr(lab, "db1"),
             dbname="fraiseql_demo",
             user="chaos_admin",
-            password="chaos-lab-admin",
+            password=lab.settings.secret("postgresql_chaos_password"),
             autocommit=True,
         ) as conn:
             conn.execute("SELECT count(*) FROM core.tb_post").fetchone()
@@ -383,7 +383,7 @@ def test_setting_is_forced_and_restored(lab, faults, db_admin):
             host=addr(lab, "db1"),
             dbname="fraiseql_demo",
             user="chaos_admin",
-            password="chaos-lab-admin",
+            password=lab.settings.secret("postgresql_chaos_password"),
             autocommit=True,
         ) as conn,
         pytest.raises(psycopg.errors.QueryCanceled),
@@ -422,7 +422,7 @@ def test_fill_connections_refuses_new_sessions(lab, faults):
             host=addr(lab, "db1"),
             dbname="fraiseql_demo",
             user="fraiseql",
-            password="fraiseql-lab",
+            password=lab.settings.secret("postgresql_app_password"),
             connect_timeout=3,
         )
 
@@ -432,7 +432,7 @@ def test_terminate_backends_repeatedly(lab, faults):
         host=addr(lab, "db1"),
         dbname="fraiseql_demo",
         user="fraiseql",
-        password="fraiseql-lab",
+        password=lab.settings.secret("postgresql_app_password"),
         autocommit=True,
     )
     fault = faults.inject(FaultSpec("db1", "pg.terminate", {"interval_ms": 200}, ttl_s=30))
@@ -458,7 +458,7 @@ def test_crash_postmaster_recovers_by_itself(lab, faults, db_admin):
                 host=addr(lab, "db1"),
                 dbname="fraiseql_demo",
                 user="chaos_admin",
-                password="chaos-lab-admin",
+                password=lab.settings.secret("postgresql_chaos_password"),
                 connect_timeout=1,
             ) as conn:
                 conn.execute("SELECT 1")
