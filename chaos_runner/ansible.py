@@ -36,6 +36,7 @@ class PlaybookEvent:
     task: str | None
     changed: bool
     message: str | None
+    role: str | None = None
 
 
 @dataclass
@@ -101,7 +102,7 @@ def run_playbook(
     def on_event(raw: dict[str, Any]) -> bool:
         kind = raw.get("event", "")
         data = raw.get("event_data") or {}
-        if kind == "playbook_on_task_start" or kind in _HOST_EVENTS:
+        if kind in ("playbook_on_task_start", "runner_on_start") or kind in _HOST_EVENTS:
             res = data.get("res") or {}
             event = PlaybookEvent(
                 monotonic_ns=time.monotonic_ns(),
@@ -110,6 +111,7 @@ def run_playbook(
                 task=data.get("task"),
                 changed=bool(res.get("changed")),
                 message=_message(res) if kind != "runner_on_ok" else None,
+                role=data.get("role") or None,
             )
             events.append(event)
             ignored = data.get("ignore_errors")

@@ -49,23 +49,52 @@ def _extravars(pairs: Sequence[str]) -> dict[str, str]:
 
 
 class Progress:
-    """Prints one line per task as playbooks run, and every failure as it happens."""
+    """Playbook progress on stderr, so no long step is silent. By default a line per task
+    (elapsed, role, task). Quiet: on a terminal one line rewritten in place (elapsed, role,
+    task, the hosts working on it); elsewhere a line each time the role changes. Failures
+    always get a line of their own."""
 
     def __init__(self, stream=sys.stderr, quiet: bool = False) -> None:  # type: ignore[no-untyped-def]
         self.stream = stream
         self.quiet = quiet
         self.start = time.monotonic()
+        self.live = quiet and stream.isatty()
+        self._role: str | None = None
+        self._where = ""
+        self._hosts: list[str] = []
+        self._drawn = False
 
     def __call__(self, event: PlaybookEvent) -> None:
         elapsed = time.monotonic() - self.start
-        if event.event == "playbook_on_task_start" and not self.quiet:
-            print(f"[{elapsed:6.1f}s] {event.task}", file=self.stream, flush=True)
+        if event.event == "playbook_on_task_start":
+            self._where = f"{event.role} : {event.task}" if event.role else str(event.task)
+            self._hosts = []
+            if not self.quiet:
+                self._line(f"[{elapsed:6.1f}s] {self._where}")
+            elif self.live:
+                self._draw(f"[{elapsed:6.1f}s] {self._where}")
+            elif event.role != self._role:
+                self._line(f"[{elapsed:6.1f}s] {event.role or 'play'}: {event.task}")
+            self._role = event.role
+        elif event.event == "runner_on_start" and self.live and event.host:
+            self._hosts.append(event.host)
+            self._draw(f"[{elapsed:6.1f}s] {self._where} ({', '.join(self._hosts)})")
         elif event.event in ("runner_on_failed", "runner_on_unreachable"):
-            print(
-                f"[{elapsed:6.1f}s]   FAILED {event.host}: {event.message}",
-                file=self.stream,
-                flush=True,
-            )
+            self._line(f"[{elapsed:6.1f}s]   FAILED {event.host}: {event.message}")
+
+    def finish(self) -> None:
+        """End the live line, so what is printed next starts on a line of its own."""
+        if self._drawn:
+            print(file=self.stream, flush=True)
+            self._drawn = False
+
+    def _draw(self, text: str) -> None:
+        print(f"\r\x1b[K{text[:160]}", end="", file=self.stream, flush=True)
+        self._drawn = True
+
+    def _line(self, text: str) -> None:
+        self.finish()
+        print(text, file=self.stream, flush=True)
 
 
 def _run_dir(args: argparse.Namespace, label: str) -> Path:
@@ -101,34 +130,38 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         extravars["fraiseql_version"] = args.fraiseql_version
     run_dir = _run_dir(args, "lab-up")
     progress = Progress(quiet=args.quiet)
-    started = time.monotonic()
-    if _is_embedded(settings.inventory):
-        print(
-            f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})",
-            file=sys.stderr,
-        )
-        run_playbook(
-            "lab_up",
+    try:
+        started = time.monotonic()
+        if _is_embedded(settings.inventory):
+            print(
+                f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})",
+                file=sys.stderr,
+            )
+            run_playbook(
+                "lab_up",
+                inventory=settings.inventory,
+                artifacts_dir=run_dir / "ansible" / "lab_up",
+                extravars=extravars,
+                progress=progress,
+                check=args.check,
+            )
+        else:
+            print(
+                f"lab up: cluster inventory {settings.inventory} - no local substrate",
+                file=sys.stderr,
+            )
+        substrate_s = time.monotonic() - started
+        result = run_playbook(
+            "site",
             inventory=settings.inventory,
-            artifacts_dir=run_dir / "ansible" / "lab_up",
+            artifacts_dir=run_dir / "ansible" / "site",
             extravars=extravars,
             progress=progress,
             check=args.check,
+            limit=args.limit,
         )
-    else:
-        print(
-            f"lab up: cluster inventory {settings.inventory} - no local substrate", file=sys.stderr
-        )
-    substrate_s = time.monotonic() - started
-    result = run_playbook(
-        "site",
-        inventory=settings.inventory,
-        artifacts_dir=run_dir / "ansible" / "site",
-        extravars=extravars,
-        progress=progress,
-        check=args.check,
-        limit=args.limit,
-    )
+    finally:
+        progress.finish()
     total_s = time.monotonic() - started
     print(
         f"lab up: done in {total_s:.1f}s (substrate {substrate_s:.1f}s, "
@@ -148,13 +181,17 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
             "local lab of guests (cluster hosts are never torn down by this tool)"
         )
     run_dir = _run_dir(args, "lab-down")
-    run_playbook(
-        "lab_down",
-        inventory=settings.inventory,
-        artifacts_dir=run_dir / "ansible" / "lab_down",
-        extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
-        progress=Progress(quiet=args.quiet),
-    )
+    progress = Progress(quiet=args.quiet)
+    try:
+        run_playbook(
+            "lab_down",
+            inventory=settings.inventory,
+            artifacts_dir=run_dir / "ansible" / "lab_down",
+            extravars={"lab_state_dir": str(settings.state_dir), "lab_down_purge": args.purge},
+            progress=progress,
+        )
+    finally:
+        progress.finish()
     print("lab down: every lab guest and the bridge are gone", file=sys.stderr)
     return EXIT_OK
 
