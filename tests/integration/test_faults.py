@@ -316,18 +316,20 @@ def test_memory_cap_below_the_working_set_ooms_and_the_service_layer_restarts(la
     while app_pid(faults) in (None, old) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert app_pid(faults) != old, "the program was not restarted under the unit's cap"
-    # The restarted FraiseQL needs more than 40 MB: the kernel OOM-kills it, systemd
-    # restarts it, again, until heal.
+    # The restarted FraiseQL needs more than 40 MB: the kernel OOM-kills it (SIGKILL), systemd
+    # restarts it, again, until heal. Each restart gets a new cgroup (a new OOM counter), so
+    # the proof is systemd's: its restarts and how the main process ended.
     deadline = time.monotonic() + 60
     while (
-        "oom_kill=0" in faults.verify("app1", fault["id"])["evidence"]
+        "restarts since inject=0" in faults.verify("app1", fault["id"])["evidence"]
         and time.monotonic() < deadline
     ):
         time.sleep(0.5)
     verified = faults.verify("app1", fault["id"])
     evidence = verified["evidence"]
-    assert verified["ok"], evidence  # the cap is in the unit's cgroup, not only in systemd
-    assert "oom_kill=" in evidence and "oom_kill=0" not in evidence, evidence
+    assert verified["ok"], evidence  # the cap is in the unit's cgroup, or systemd's between
+    assert "restarts since inject=0" not in evidence, evidence
+    assert "last exit: killed by signal 9" in evidence, evidence
     faults.heal("app1", fault["id"])
     assert _wait_for_health(lab, lambda: True, timeout_s=60)
     assert artifacts_left(faults.artifacts("app1")) == []

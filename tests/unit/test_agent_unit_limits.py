@@ -54,11 +54,14 @@ if args[0] == "set-property":
 elif args[0] == "show":
     unit = args[-1]
     active = state / "active_state"
+    killed = state / "killed"
     dropin = control / f"{unit}.d" / "50-MemoryLimit.conf"
     configured = dropin.read_text().split("=")[1].strip() if dropin.exists() else "infinity"
     values = {"ControlGroup": f"/system.slice/{unit}",
               "ActiveState": active.read_text() if active.exists() else "active",
               "NRestarts": (state / "nrestarts").read_text().strip(),
+              "ExecMainCode": "2" if killed.exists() else "1",
+              "ExecMainStatus": killed.read_text() if killed.exists() else "0",
               "MemoryLimit": configured}
     for i, arg in enumerate(args):
         if arg == "-p":
@@ -130,8 +133,10 @@ def test_the_cap_is_on_the_unit_recorded_first_and_healed_by_systemd(agent, worl
         group = world / "cgroup" / "memory" / "system.slice" / UNIT
         (group / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
         (world / "state" / "nrestarts").write_text("2")
+        (world / "state" / "killed").write_text("9")
         verified = agent.verify("cap")
         assert verified["ok"], verified
+        assert "last exit: killed by signal 9" in verified["evidence"]
         assert f"memory.limit_in_bytes={LIMIT}" in verified["evidence"]
         assert "oom_kill=2" in verified["evidence"]
         assert "restarts since inject=2" in verified["evidence"]

@@ -175,7 +175,9 @@ class Memory(Resource):
         artifacts = record["artifacts"]
         unit = artifacts["unit"]
         prop, wanted = next(iter(artifacts["unit_limit"].items()))
-        shown = services.show(unit, "ControlGroup", "NRestarts", "ActiveState", prop)
+        shown = services.show(
+            unit, "ControlGroup", "NRestarts", "ActiveState", "ExecMainCode", "ExecMainStatus", prop
+        )
         state = shown.get("ActiveState", "?")
         group = _unit_cgroup(shown.get("ControlGroup") or f"/system.slice/{unit}")
         limit_file = group / next(iter(self.limits(record["params"])))
@@ -192,7 +194,7 @@ class Memory(Resource):
             f"unit {unit} ({state}): {where}"
             f"{'' if in_effect else f' (wanted {wanted}: the cap is not in effect)'}"
             f"{self.extra_evidence(group)}, restarts since inject={max(restarts, 0)},"
-            f" pid {artifacts.get('old_pid')} -> {pid}"
+            f" last exit: {_last_exit(shown)}, pid {artifacts.get('old_pid')} -> {pid}"
         )
 
     def heal(self, agent: Agent, record: Record) -> None:
@@ -279,3 +281,14 @@ FAMILY = Family(
         ),
     ),
 )
+
+
+def _last_exit(shown: dict[str, str]) -> str:
+    """How the unit's main process last ended (systemd keeps it across restarts, unlike the
+    unit's cgroup and its OOM counter): a SIGKILL after the cap is the kernel's OOM kill."""
+    code, status = shown.get("ExecMainCode", "0"), shown.get("ExecMainStatus", "0")
+    return {
+        "1": f"exited {status}",
+        "2": f"killed by signal {status}",
+        "3": f"dumped core, signal {status}",
+    }.get(code, "none yet")
