@@ -5,6 +5,7 @@ VM). Runtime property changes (`set-property --runtime`) live in drop-ins under
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,27 @@ def show(unit_name: str, *properties: str) -> dict[str, str]:
     args = [a for p in properties for a in ("-p", p)]
     out = systemctl("show", *args, unit_name).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def main_exits(unit_name: str, since_epoch: float) -> list[str]:
+    """How the unit's main process ended since a moment, oldest first, from systemd's own
+    journal lines ("Main process exited, code=killed, status=9/KILL" -> "killed, status=9/KILL").
+    systemd resets its ExecMain* properties when it restarts the unit, the journal keeps them."""
+    out = run(
+        [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-u",
+            unit_name,
+            "--since",
+            f"@{since_epoch:.0f}",
+        ],
+        check=False,
+    ).stdout
+    found = re.findall(r"Main process exited, code=(\w+), status=(\S+)", out)
+    return [f"{code}, status={status.rstrip('.')}" for code, status in found]
 
 
 def set_runtime_properties(unit_name: str, properties: dict[str, str]) -> None:

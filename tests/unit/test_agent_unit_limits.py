@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,19 +55,38 @@ if args[0] == "set-property":
 elif args[0] == "show":
     unit = args[-1]
     active = state / "active_state"
-    killed = state / "killed"
     dropin = control / f"{unit}.d" / "50-MemoryLimit.conf"
     configured = dropin.read_text().split("=")[1].strip() if dropin.exists() else "infinity"
     values = {"ControlGroup": f"/system.slice/{unit}",
               "ActiveState": active.read_text() if active.exists() else "active",
               "NRestarts": (state / "nrestarts").read_text().strip(),
-              "ExecMainCode": "2" if killed.exists() else "1",
-              "ExecMainStatus": killed.read_text() if killed.exists() else "0",
               "MemoryLimit": configured}
     for i, arg in enumerate(args):
         if arg == "-p":
             print(f"{args[i + 1]}={values[args[i + 1]]}")
 """
+
+# journalctl -u UNIT --since @EPOCH -o cat: the world's journal lines for the unit, each kept
+# as "EPOCH UNIT MESSAGE" in state/journal.
+JOURNALCTL = r"""
+import os, pathlib, sys
+world = pathlib.Path(os.environ["FAKE_SYSTEMD"])
+args = sys.argv[1:]
+unit = args[args.index("-u") + 1]
+since = float(args[args.index("--since") + 1].lstrip("@"))
+journal = world / "state" / "journal"
+for line in journal.read_text().splitlines() if journal.exists() else []:
+    stamp, name, message = line.split(" ", 2)
+    if name == unit and float(stamp) >= since:
+        print(f"{name}: {message}")
+"""
+
+
+def journal(world: Path, *messages: str, unit: str = UNIT, at: float | None = None) -> None:
+    """systemd logs these for the unit now (or at `at`)."""
+    stamp = time.time() if at is None else at
+    with open(world / "state" / "journal", "a") as out:
+        out.writelines(f"{stamp} {unit} {m}\n" for m in messages)
 
 
 @pytest.fixture()
@@ -79,6 +99,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     systemctl = world / "bin" / "systemctl"
     systemctl.write_text(f"#!{sys.executable}\n{SYSTEMCTL}")
     systemctl.chmod(0o755)
+    journalctl = world / "bin" / "journalctl"
+    journalctl.write_text(f"#!{sys.executable}\n{JOURNALCTL}")
+    journalctl.chmod(0o755)
     monkeypatch.setenv("FAKE_SYSTEMD", str(world))
     monkeypatch.setenv("PATH", f"{world / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(cgroups, "CGROUP_FS", world / "cgroup")
@@ -133,10 +156,12 @@ def test_the_cap_is_on_the_unit_recorded_first_and_healed_by_systemd(agent, worl
         group = world / "cgroup" / "memory" / "system.slice" / UNIT
         (group / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
         (world / "state" / "nrestarts").write_text("2")
-        (world / "state" / "killed").write_text("9")
+        killed = "Main process exited, code=killed, status=9/KILL"
+        journal(world, killed, at=time.time() - 3600)  # before the cap: not this fault's
+        journal(world, killed, "Failed with result 'signal'.", killed)
         verified = agent.verify("cap")
         assert verified["ok"], verified
-        assert "last exit: killed by signal 9" in verified["evidence"]
+        assert "(journal): 2 x killed, status=9/KILL," in verified["evidence"]
         assert f"memory.limit_in_bytes={LIMIT}" in verified["evidence"]
         assert "oom_kill=2" in verified["evidence"]
         assert "restarts since inject=2" in verified["evidence"]

@@ -5,6 +5,7 @@ memory cap the program is restarted under, a limit on its systemd unit."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,8 @@ class Memory(Resource):
             str(services.RUNTIME_CONTROL / f"{unit}.d" / f"50-{self.unit_property()}.conf")
         ]
         artifacts["old_pid"] = pidfile_pid(pidfile(agent, program))
+        # From here on, the journal's record of how the main process ended is this cap's.
+        artifacts["since_epoch"] = int(time.time())
         agent.save(record)  # what heal undoes is on disk before the cap exists
         services.set_runtime_properties(unit, artifacts["unit_limit"])
         restarted = services.systemctl("restart", unit)
@@ -175,9 +178,7 @@ class Memory(Resource):
         artifacts = record["artifacts"]
         unit = artifacts["unit"]
         prop, wanted = next(iter(artifacts["unit_limit"].items()))
-        shown = services.show(
-            unit, "ControlGroup", "NRestarts", "ActiveState", "ExecMainCode", "ExecMainStatus", prop
-        )
+        shown = services.show(unit, "ControlGroup", "NRestarts", "ActiveState", prop)
         state = shown.get("ActiveState", "?")
         group = _unit_cgroup(shown.get("ControlGroup") or f"/system.slice/{unit}")
         limit_file = group / next(iter(self.limits(record["params"])))
@@ -194,7 +195,8 @@ class Memory(Resource):
             f"unit {unit} ({state}): {where}"
             f"{'' if in_effect else f' (wanted {wanted}: the cap is not in effect)'}"
             f"{self.extra_evidence(group)}, restarts since inject={max(restarts, 0)},"
-            f" last exit: {_last_exit(shown)}, pid {artifacts.get('old_pid')} -> {pid}"
+            f" main process ends since inject (journal): {_ends(unit, artifacts)},"
+            f" pid {artifacts.get('old_pid')} -> {pid}"
         )
 
     def heal(self, agent: Agent, record: Record) -> None:
@@ -283,12 +285,14 @@ FAMILY = Family(
 )
 
 
-def _last_exit(shown: dict[str, str]) -> str:
-    """How the unit's main process last ended (systemd keeps it across restarts, unlike the
-    unit's cgroup and its OOM counter): a SIGKILL after the cap is the kernel's OOM kill."""
-    code, status = shown.get("ExecMainCode", "0"), shown.get("ExecMainStatus", "0")
-    return {
-        "1": f"exited {status}",
-        "2": f"killed by signal {status}",
-        "3": f"dumped core, signal {status}",
-    }.get(code, "none yet")
+def _ends(unit: str, artifacts: dict[str, Any]) -> str:
+    """How the unit's main process ended since the cap went on, counted per way, from
+    systemd's journal (a restarted unit's ExecMain* properties and its cgroup's OOM counter are
+    new each time): a SIGKILL under the cap is the kernel's OOM kill."""
+    since = artifacts.get("since_epoch")
+    if since is None:
+        return "unknown (no inject time recorded)"
+    ends = services.main_exits(unit, float(since))
+    if not ends:
+        return "none"
+    return ", ".join(f"{ends.count(end)} x {end}" for end in dict.fromkeys(ends))
