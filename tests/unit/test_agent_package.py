@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -264,27 +265,46 @@ def test_spawned_watchdog_is_recognised_and_heals_on_lease_expiry(agent: Agent):
 # -------------------------------------------------------------------- zipapp
 
 
+BUILDER = Path(__file__).resolve().parents[2] / "roles" / "faults" / "files" / "build_agent.py"
+
+
 def build_zipapp(tmp_path: Path) -> Path:
-    """What roles/faults/tasks/install.yml does: stage the package, then python -m zipapp."""
-    staged = tmp_path / "src"
-    shutil.copytree(PACKAGE, staged / "chaosfault", ignore=shutil.ignore_patterns("__pycache__"))
+    """What roles/faults/tasks/install.yml does on the controller."""
     target = tmp_path / "chaosfault.pyz"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zipapp",
-            str(staged),
-            "-o",
-            str(target),
-            "-p",
-            "/usr/bin/python3",
-            "-m",
-            "chaosfault.cli:entry",
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, str(BUILDER), str(PACKAGE), str(target)], check=True)
     return target
+
+
+def test_the_zipapp_is_the_same_bytes_for_the_same_sources_and_rebuilt_when_one_changes(
+    tmp_path: Path,
+):
+    package = tmp_path / "src" / "chaosfault"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "out" / "chaosfault.pyz"
+
+    def build() -> bool:
+        out = subprocess.run(
+            [sys.executable, str(BUILDER), str(package), str(target)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)["changed"]
+
+    assert build() is True
+    first = target.read_bytes()
+    os.utime(package / "cli.py")  # a touched file with the same content: nothing to do
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"not shipped")
+    assert build() is False and target.read_bytes() == first
+    with open(package / "cli.py", "a") as source:
+        source.write("\n# changed\n")
+    assert build() is True and target.read_bytes() != first
+    with zipfile.ZipFile(target) as archive:
+        names = archive.namelist()
+    assert names == sorted(names) and "__main__.py" in names
+    assert not any("__pycache__" in n for n in names)
+    assert target.read_bytes().startswith(b"#!/usr/bin/python3\n")
 
 
 def test_zipapp_lists_every_kind_with_its_parameters(tmp_path: Path):
