@@ -26,6 +26,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK_DIR = REPO_ROOT / "playbooks"
 
 
+def toolchain() -> str:
+    """What runs the playbooks: another Ansible or Python may converge differently."""
+    from importlib.metadata import version
+
+    return f"ansible-core {version('ansible-core')}, python {sys.version.split()[0]}"
+
+
 @dataclass(frozen=True)
 class PlaybookEvent:
     """One Ansible event, stamped with time.monotonic_ns() when the runner received it."""

@@ -21,8 +21,9 @@ from tabulate import tabulate
 
 from chaos_runner.ansible import REPO_ROOT, PlaybookEvent, run_playbook
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
+from chaos_runner.target import converged
 from chaos_runner.target.inventory import load_inventory
-from chaos_runner.target.lab import LabSettings, LabState, lab_checks
+from chaos_runner.target.lab import Check, LabSettings, LabState, lab_checks
 from chaos_runner.target.roles import HostRoles
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,25 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     extravars = {"lab_state_dir": str(settings.state_dir), **_extravars(args.extra_var)}
     if args.fraiseql_version:
         extravars["fraiseql_version"] = args.fraiseql_version
+    started = time.monotonic()
+    whole = not (args.check or args.limit)
+    if whole and not args.converge:
+        done, why = _converged(settings, extravars)
+        if done is not None:
+            print(
+                f"lab up: nothing to converge - the inputs are those of the converge of {why},"
+                f" the guests the same processes, every check ok"
+                f" ({time.monotonic() - started:.1f}s; `lab up --converge` runs the playbooks"
+                " anyway)",
+                file=sys.stderr,
+            )
+            return _print_checks(done)
+        print(f"lab up: converging - {why}", file=sys.stderr)
+    if not args.check:
+        converged.forget(settings)  # until this converge has ended well
     run_dir = _run_dir(args, "lab-up")
     progress = Progress(quiet=args.quiet)
     try:
-        started = time.monotonic()
         if _is_embedded(settings.inventory):
             print(
                 f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})",
@@ -168,9 +184,26 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         f"{result.changed_tasks} changed task results); artifacts in {run_dir}",
         file=sys.stderr,
     )
-    if not args.check:
-        return _print_status(settings)
-    return EXIT_OK
+    if args.check:
+        return EXIT_OK
+    checks = lab_checks(LabState.load(settings))
+    if whole and all(c.ok for c in checks):
+        converged.record(settings, converged.fingerprint(settings, extravars), checks)
+    return _print_checks(checks)
+
+
+def _converged(
+    settings: LabSettings, extravars: dict[str, str]
+) -> tuple[list[Check] | None, str]:
+    """(the status checks, when the last converge) when the lab is up and converging would
+    change nothing, else (None, why the playbooks run)."""
+    try:
+        checks = lab_checks(LabState.load(settings))
+    except ChaosRunnerError as exc:
+        return None, f"the lab is not up ({exc})"
+    fingerprint = converged.fingerprint(settings, extravars)
+    done, why = converged.unchanged(settings, fingerprint, checks)
+    return (checks if done else None), why
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
@@ -180,6 +213,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
             f"{settings.inventory} is not an embedded-lab inventory: `lab down` only removes the "
             "local lab of guests (cluster hosts are never torn down by this tool)"
         )
+    converged.forget(settings)
     run_dir = _run_dir(args, "lab-down")
     progress = Progress(quiet=args.quiet)
     try:
@@ -197,8 +231,10 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def _print_status(settings: LabSettings) -> int:
-    state = LabState.load(settings)
-    checks = lab_checks(state)
+    return _print_checks(lab_checks(LabState.load(settings)))
+
+
+def _print_checks(checks: list[Check]) -> int:
     rows = [(c.host, c.item, "ok" if c.ok else "FAIL", c.detail) for c in checks]
     print(tabulate(rows, headers=["host", "check", "state", "detail"], tablefmt="simple"))
     failed = [c for c in checks if not c.ok]
@@ -466,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", default=_env("LIMIT"), help="converge only these hosts (env CHAOSLAB_LIMIT)"
     )
     up.add_argument("--check", action="store_true", help="Ansible check mode: change nothing")
+    up.add_argument(
+        "--converge",
+        action="store_true",
+        help="run the playbooks even when the lab is up and its inputs are unchanged",
+    )
     up.add_argument("-q", "--quiet", action="store_true", help="no per-task progress lines")
     up.set_defaults(func=cmd_lab_up)
     down = lab_verbs.add_parser("down", help="remove exactly what `lab up` created")

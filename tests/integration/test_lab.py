@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from chaos_runner.ansible import run_playbook
 from chaos_runner.target.lab import LabState, on_host, start_on_host
 from tests.conftest import REPO, chaoslab
 
@@ -31,22 +31,19 @@ def test_status_reports_every_host_healthy(lab):
     assert "checks ok" in proc.stderr
 
 
-def test_lab_up_twice_changes_nothing(lab, lab_settings, tmp_path):
-    result = run_playbook(
-        "lab_up",
-        inventory=lab_settings.inventory,
-        artifacts_dir=tmp_path,
-        extravars={"lab_state_dir": str(lab_settings.state_dir)},
-    )
-    assert result.changed_tasks == 0, [e.task for e in result.events if e.changed]
-    site = run_playbook(
-        "site",
-        inventory=lab_settings.inventory,
-        artifacts_dir=tmp_path / "site",
-        extravars={"lab_state_dir": str(lab_settings.state_dir)},
-        limit="proxy1,db1",
-    )
-    assert site.changed_tasks == 0, [(e.host, e.task) for e in site.events if e.changed]
+def test_lab_up_twice_changes_nothing_and_then_has_nothing_to_converge(lab, lab_settings):
+    # A converge of every host (substrate and site) on the lab that is up changes nothing...
+    again = chaoslab("lab", "up", "-q", "--converge")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert re.search(r"lab up: done in .*, 0 changed task results\)", again.stderr), again.stderr
+    # ... and records it: the next `lab up` finds the same inputs, guests and health, and
+    # runs no playbook (no artifacts directory, nothing converged).
+    runs = set((REPO / "runs").glob("lab-up-*"))
+    quick = chaoslab("lab", "up", "-q")
+    assert quick.returncode == 0, quick.stderr[-3000:]
+    assert "lab up: nothing to converge" in quick.stderr, quick.stderr
+    assert "checks ok" in quick.stderr
+    assert set((REPO / "runs").glob("lab-up-*")) == runs
 
 
 def test_a_half_up_lab_is_reported_and_repaired(lab, lab_settings):
@@ -146,6 +143,23 @@ def test_a_taken_port_is_named_and_nothing_changes(lab):
         )
     finally:
         on_host(lab, "proxy1", "kill", str(listener), check=False)
+    assert chaoslab("lab", "status").returncode == 0
+
+
+def test_a_bridge_name_taken_by_another_interface_is_named_and_nothing_changes(lab):
+    # An interface of another kind under the name the lab would use for its bridge: the
+    # preflight refuses before anything is created, and the lab that is up is untouched.
+    taken = "chaosdummy0"
+    subprocess.run(["ip", "link", "add", taken, "type", "dummy"], check=True)
+    try:
+        proc = chaoslab("lab", "up", "-q", "--check", "-e", f"lab_bridge={taken}")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"interface {taken} already exists and is a dummy interface (not a bridge)" in (
+            proc.stderr
+        ), proc.stderr[-2000:]
+        assert f"ip link del {taken}" in proc.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", taken], check=True)
     assert chaoslab("lab", "status").returncode == 0
 
 
