@@ -23,3 +23,8 @@ def test_the_supervised_pid_is_the_server(host):
     pid = host.file("/srv/chaoslab/mol-cache/run/redis.pid").content_string.strip()
     info = host.check_output(f"{CLI} INFO server")
     assert f"process_id:{pid}" in info
+
+
+def test_redis_runs_as_its_own_unprivileged_user(host):
+    pid = int(host.file("/srv/chaoslab/mol-cache/run/redis.pid").content_string.strip())
+    assert host.process.get(pid=pid).user == "redis"

@@ -9,8 +9,9 @@ ROOT = "/srv/chaoslab/mol-px"
 APP_PASSWORD = (
     Path("/var/lib/chaoslab-molecule/secrets/postgresql_app_password").read_text().split()[0]
 )
+SOCKET = ROOT + "/run/haproxy/admin.sock"
 STATE = (
-    "import socket; s = socket.socket(socket.AF_UNIX); s.connect('" + ROOT + "/run/haproxy.sock');"
+    "import socket; s = socket.socket(socket.AF_UNIX); s.connect('" + SOCKET + "');"
     "s.sendall(b'show servers state\\n'); print(s.recv(65536).decode())"
 )
 
@@ -37,3 +38,9 @@ def test_backend_is_up_on_the_stats_socket(proxy):
     line = next(line for line in state.splitlines() if " db " in f" {line} ")
     # srv_op_state 2 = running
     assert "198.18.0.121" in line and line.split()[5] == "2", line
+
+
+def test_haproxy_runs_as_its_own_unprivileged_user(proxy):
+    pid = int(proxy.file(ROOT + "/run/haproxy.pid").content_string.strip())
+    assert proxy.process.get(pid=pid).user == "haproxy"
+    assert proxy.file(SOCKET).user == "haproxy"
