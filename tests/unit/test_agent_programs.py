@@ -63,11 +63,14 @@ def write_pidfile(agent: Agent, name: str, content: str) -> None:
     (agent.root / "run" / f"{name}.pid").write_text(content)
 
 
-def children_of(pid: int, count: int, timeout_s: float = 5.0) -> list[int]:
+def children_of(pid: int, count: int, comm: str, timeout_s: float = 5.0) -> list[int]:
+    """`count` children of pid that have exec'd `comm` (a forked child is a copy of its
+    parent, resident set and all, until its exec)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if len(kids) >= count:
+        names = [Path(f"/proc/{k}/comm").read_text().strip() for k in kids]
+        if len(kids) >= count and all(name == comm for name in names):
             return [int(k) for k in kids]
         time.sleep(0.01)
     raise AssertionError(f"{pid} did not start {count} children")
@@ -82,7 +85,7 @@ def request(agent: Agent, op: str, **fields) -> dict:
 
 def test_proc_answers_the_pid_and_the_memory_of_the_whole_tree(agent, spawn):
     parent = spawn("sh", "-c", "sleep 60 & sleep 60 & wait")
-    kids = children_of(parent.pid, 2)
+    kids = children_of(parent.pid, 2, "sleep")
     write_pidfile(agent, "fraiseql", f"{parent.pid}\n")
     answer = request(agent, "proc", program="fraiseql")
     assert answer["ok"], answer
