@@ -149,12 +149,14 @@ def test_a_taken_port_is_named_and_nothing_changes(lab):
 def test_a_bridge_name_taken_by_another_interface_is_named_and_nothing_changes(lab):
     # An interface of another kind under the name the lab would use for its bridge: the
     # preflight refuses before anything is created, and the lab that is up is untouched.
-    taken = "chaosdummy0"
-    subprocess.run(["ip", "link", "add", taken, "type", "dummy"], check=True)
+    taken = "chaostaken0"
+    subprocess.run(
+        ["ip", "link", "add", taken, "type", "veth", "peer", "name", "chaostaken1"], check=True
+    )
     try:
         proc = chaoslab("lab", "up", "-q", "--check", "-e", f"lab_bridge={taken}")
         assert proc.returncode == 2, proc.stderr[-2000:]
-        assert f"interface {taken} already exists and is a dummy interface (not a bridge)" in (
+        assert f"interface {taken} already exists and is a veth interface (not a bridge)" in (
             proc.stderr
         ), proc.stderr[-2000:]
         assert f"ip link del {taken}" in proc.stderr

@@ -149,7 +149,7 @@ def test_the_cap_is_on_the_unit_recorded_first_and_healed_by_systemd(agent, worl
         # The record on disk named the unit and the limit before systemd was asked.
         recorded = json.loads(log[1].split("recorded: ", 1)[1])
         assert recorded["unit"] == UNIT and recorded["unit_limit"] == {"MemoryLimit": LIMIT}
-        assert log[2] == f"restart {UNIT}"
+        assert log[2] == f"restart --no-block {UNIT}"
         assert dropin.read_text() == f"[Service]\nMemoryLimit={LIMIT}\n"
 
         # The cap bites: the kernel OOM-kills the program twice, systemd restarts it.
@@ -169,7 +169,7 @@ def test_the_cap_is_on_the_unit_recorded_first_and_healed_by_systemd(agent, worl
     finally:
         healed = agent.heal("cap")
     assert healed["healed"] is True
-    after_inject = calls(world)[calls(world).index(f"restart {UNIT}") + 1 :]
+    after_inject = calls(world)[calls(world).index(f"restart --no-block {UNIT}") + 1 :]
     assert [c for c in after_inject if not c.startswith(("show", "  "))] == [
         f"set-property --runtime {UNIT} MemoryLimit=infinity",
         "daemon-reload",

@@ -161,7 +161,9 @@ class Memory(Resource):
         artifacts["since_epoch"] = int(time.time())
         agent.save(record)  # what heal undoes is on disk before the cap exists
         services.set_runtime_properties(unit, artifacts["unit_limit"])
-        restarted = services.systemctl("restart", unit)
+        # Queued, not waited for: a unit whose start waits for its port (ExecStartPost) may
+        # never come up under the cap, and that is the fault; verify reads what happened.
+        restarted = services.systemctl("restart", "--no-block", unit)
         if restarted.returncode != 0:
             raise FaultFailed(f"restart {unit} failed: {restarted.stderr.strip()[:300]}")
         # systemd's count of its automatic restarts of the unit, from here on: each one is
