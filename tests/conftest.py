@@ -51,8 +51,8 @@ def lab(lab_settings: LabSettings) -> LabState:
         proc = chaoslab("lab", "up", "-q")
         if proc.returncode != 0:
             pytest.fail(
-                "the embedded lab could not be brought up (needs root, iproute2, openssh-server, "
-                "postgresql-15, haproxy, nginx-light - see scripts/setup.sh):\n"
+                "the embedded lab could not be brought up (needs root, systemd-container, "
+                "debootstrap, iproute2 - see scripts/setup.sh):\n"
                 + proc.stdout[-3000:]
                 + proc.stderr[-3000:]
             )
