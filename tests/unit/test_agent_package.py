@@ -307,6 +307,25 @@ def test_the_zipapp_is_the_same_bytes_for_the_same_sources_and_rebuilt_when_one_
     assert target.read_bytes().startswith(b"#!/usr/bin/python3\n")
 
 
+def test_builds_asked_for_at_once_all_succeed_and_leave_one_whole_archive(tmp_path: Path):
+    """site.yml converges hosts at their own pace: each host asks for the build."""
+    target = tmp_path / "out" / "chaosfault.pyz"
+    builds = [
+        subprocess.Popen(
+            [sys.executable, str(BUILDER), str(PACKAGE), str(target)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    answers = [json.loads(build.communicate(timeout=60)[0]) for build in builds]
+    assert [build.returncode for build in builds] == [0] * 5
+    assert any(answer["changed"] for answer in answers)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["chaosfault.pyz"]
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+
+
 def test_zipapp_lists_every_kind_with_its_parameters(tmp_path: Path):
     pyz = build_zipapp(tmp_path)
     proc = subprocess.run(

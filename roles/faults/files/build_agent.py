@@ -5,7 +5,8 @@ usage: build_agent.py SOURCE_PACKAGE_DIR OUTPUT.pyz
 Like `python -m zipapp -p /usr/bin/python3 -m chaosfault.cli:entry`, but with the entries
 sorted and a fixed timestamp, so an unchanged source gives an identical archive and the copy
 to each host changes nothing. Only .py files are taken (no bytecode caches). The output is
-replaced in one rename, and only when its bytes differ; prints {"changed": true|false}.
+replaced in one rename (safe when several builds run at once), and only when its bytes
+differ; prints {"changed": true|false}.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"changed": False}))
         return 0
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".new")
+    # Several hosts may ask for the build at once: each writes its own partial file.
+    partial = output.with_name(f"{output.name}.{os.getpid()}.new")
     partial.write_bytes(data)
     partial.chmod(0o755)
     os.replace(partial, output)
