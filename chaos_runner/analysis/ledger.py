@@ -39,7 +39,8 @@ class LedgerStore:
     password: str = ""
 
     @classmethod
-    def for_lab(cls, state: LabState, db_host: str = "db1") -> LedgerStore:
+    def for_lab(cls, state: LabState, db_host: str = "@db") -> LedgerStore:
+        db_host = state.host(db_host)
         if db_host not in state.hosts:
             raise LabNotReady(f"no database host {db_host!r} in the lab")
         return cls(

@@ -23,7 +23,7 @@ from chaos_runner.ansible import REPO_ROOT, PlaybookEvent, run_playbook
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
 from chaos_runner.target import converged
 from chaos_runner.target.inventory import load_inventory
-from chaos_runner.target.lab import Check, LabSettings, LabState, lab_checks
+from chaos_runner.target.lab import DEFAULT_STATE_DIR, Check, LabSettings, LabState, lab_checks
 from chaos_runner.target.roles import HostRoles
 
 log = logging.getLogger(__name__)
@@ -106,19 +106,21 @@ def _run_dir(args: argparse.Namespace, label: str) -> Path:
 
 
 def _is_embedded(inventory_path: Path) -> bool:
-    inventory = load_inventory(inventory_path)
-    hosts = [h for h in inventory.hosts.values() if "controller" not in h.groups]
-    network = inventory.lab_network()
-    return bool(hosts) and all(not h.lab_allowed and _in_network(h.address, network) for h in hosts)
+    return load_inventory(inventory_path).embedded()
 
 
-def _in_network(address: str, network: object) -> bool:
-    import ipaddress
+def _require_fraiseql_line(version: str) -> None:
+    """Refuse a FraiseQL version the fraiseql role has no line for (its table is the one
+    list of supported lines), before anything runs."""
+    import yaml
 
-    try:
-        return ipaddress.ip_address(address) in network  # type: ignore[operator]
-    except ValueError:
-        return False
+    table = REPO_ROOT / "roles" / "fraiseql" / "vars" / "main.yml"
+    lines = yaml.safe_load(table.read_text())["__fraiseql_lines"]
+    if version not in lines:
+        raise ConfigError(
+            f"fraiseql_version {version} (--fraiseql-version): not a supported FraiseQL line;"
+            f" supported: {', '.join(lines)} ({table.relative_to(REPO_ROOT)})"
+        )
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
@@ -128,6 +130,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     inventory.require_groups()
     extravars = {"lab_state_dir": str(settings.state_dir), **_extravars(args.extra_var)}
     if args.fraiseql_version:
+        _require_fraiseql_line(args.fraiseql_version)
         extravars["fraiseql_version"] = args.fraiseql_version
     started = time.monotonic()
     whole = not (args.check or args.limit)
@@ -192,9 +195,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     return _print_checks(checks)
 
 
-def _converged(
-    settings: LabSettings, extravars: dict[str, str]
-) -> tuple[list[Check] | None, str]:
+def _converged(settings: LabSettings, extravars: dict[str, str]) -> tuple[list[Check] | None, str]:
     """(the status checks, when the last converge) when the lab is up and converging would
     change nothing, else (None, why the playbooks run)."""
     try:
@@ -421,7 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bad:
         raise LabNotReady(
             "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:5])
-            + " (run `chaoslab lab up`)"
+            + f" (run `{state.up_command}`)"
         )
     if args.dry_run:
         return dry_run(chosen, state, Path(args.runs_dir), sys.stderr)
@@ -459,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-dir",
         default=_env("STATE_DIR"),
-        help="controller lab state (env CHAOSLAB_STATE_DIR, default /var/lib/chaoslab)",
+        help=(
+            "controller lab state (env CHAOSLAB_STATE_DIR, else the inventory's lab_state_dir,"
+            f" else {DEFAULT_STATE_DIR})"
+        ),
     )
     parser.add_argument(
         "--inventory",
@@ -575,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     inject = fault_verbs.add_parser(
         "inject", help="inject a fault; the host reverts it after --ttl"
     )
-    inject.add_argument("host", help="lab host, e.g. db1")
+    inject.add_argument("host", help="lab host (its inventory name)")
     inject.add_argument("kind", help="fault kind, e.g. net.delay (see `chaoslab fault kinds`)")
     inject.add_argument(
         "-p",

@@ -42,15 +42,13 @@ from typing import Any, Protocol
 import paramiko
 
 from chaos_runner.errors import ChaosRunnerError, ConfigError, FaultError, LabNotReady
-from chaos_runner.target.lab import LabState
+from chaos_runner.target.lab import LabState, SshTarget
 from chaosfault.kinds import FAULTS
 from chaosfault.validation import FaultInputError
 from chaosfault.validation import validate as validate_fault
 
 log = logging.getLogger(__name__)
 
-AGENT_PATH = "/opt/chaoslab/faults/chaosfault.pyz"
-HOST_ROOT = "/srv/chaoslab"
 CALL_TIMEOUT_S = 60.0
 # A `proc` answer takes ~3 ms; one that has not come within this is a lost sample.
 PROBE_TIMEOUT_S = 2.0
@@ -135,27 +133,35 @@ class AgentChannel:
     """One persistent `chaosfault serve` on one host, over one SSH channel. Calls from
     several threads are serialised: one request and its answer at a time."""
 
-    def __init__(self, host: str, address: str, key_file: Path, known_hosts: Path) -> None:
-        self.host = host
-        sock = socket.create_connection((address, 22), timeout=10)
+    def __init__(self, target: SshTarget) -> None:
+        self.host = target.host
+        if not (target.agent and target.agent_config):
+            raise LabNotReady(
+                f"{target.host}: no fault agent is recorded for this host (run `chaoslab lab up`)"
+            )
+        sock = socket.create_connection((target.address, target.port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = paramiko.SSHClient()
-        self._client.load_host_keys(str(known_hosts))
+        # A host key not in the known_hosts Ansible used is refused, never learned.
+        if target.known_hosts.is_file():
+            self._client.load_host_keys(str(target.known_hosts))
         self._client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        own_keys = target.key_file is None  # the controller user's keys and agent
         self._client.connect(
-            address,
-            username="root",
-            key_filename=str(key_file),
+            target.address,
+            port=target.port,
+            username=target.user,
+            key_filename=None if own_keys else str(target.key_file),
             sock=sock,
-            look_for_keys=False,
-            allow_agent=False,
+            look_for_keys=own_keys,
+            allow_agent=own_keys,
             timeout=10,
         )
         transport = self._client.get_transport()
         assert transport is not None
         self._channel = transport.open_session()
-        config = f"{HOST_ROOT}/{host}/faults/agent.json"
-        self._channel.exec_command(f"SHLVL=1 /usr/bin/python3 {AGENT_PATH} --config {config} serve")
+        argv = ["/usr/bin/python3", target.agent, "--config", target.agent_config, "serve"]
+        self._channel.exec_command(f"SHLVL=1 {target.command(argv)}")
         self._stdin = self._channel.makefile_stdin("wb")
         self._stdout = self._channel.makefile("r")
         self._lock = threading.Lock()
@@ -231,8 +237,6 @@ class FaultClient:
         self.state = state
         self.renew_every_s = renew_every_s
         self.call_timeout_s = call_timeout_s
-        self._key = state.ssh_key
-        self._known_hosts = state.known_hosts
         self._channels: dict[str, AgentChannel] = {}
         self._channels_lock = threading.Lock()
         # Renewals travel on their own channels: never queued behind a slow request.
@@ -310,11 +314,14 @@ class FaultClient:
         return f"{what} has stopped (client closed)"
 
     def _connect(self, host: str) -> AgentChannel:
-        address = self.state.guard.check(self.state.hosts[host]["address"])
+        target = self.state.ssh(host)
         try:
-            return AgentChannel(host, address, self._key, self._known_hosts)
+            return AgentChannel(target)
         except (OSError, paramiko.SSHException) as exc:
-            raise LabNotReady(f"cannot reach the fault agent on {host} ({address}): {exc}") from exc
+            raise LabNotReady(
+                f"cannot reach the fault agent on {host} ({target.user}@{target.address}:"
+                f"{target.port}): {exc} - check the host's address, SSH key and known_hosts"
+            ) from exc
 
     def _drop(
         self, host: str, channel: AgentChannel, pool: dict[str, AgentChannel], lock: threading.Lock

@@ -4,7 +4,7 @@ environment: lab            # lab | cluster: baselines are kept per environment
 attempts: 3                 # up to 3 attempts when there is no verdict or they disagree
 confirm_deviations: true    # re-run a deviated scenario to tell a finding from flakiness
 fault_transport: agent      # agent (fast path) | ansible (playbooks/fault.yml, logged)
-db_host: db1                # PostgreSQL host the checker reads the ground truth from
+db_host: "@db"              # PostgreSQL host the checker reads the ground truth from
 baseline_factor: 3.0        # a baseline p95 above factor x the stored one is not steady
 """
 
@@ -24,7 +24,7 @@ class RunnerConfig:
     attempts: int = field(3, check=between(1, 3))
     confirm_deviations: bool = True
     fault_transport: Literal["agent", "ansible"] = "agent"
-    db_host: str = "db1"
+    db_host: str = "@db"
     baseline_factor: float = field(3.0, check=between(1, 100))
     baseline_dir: str | None = None
     scenario_dir: str | None = None

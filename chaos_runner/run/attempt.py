@@ -322,7 +322,7 @@ class Attempt:
         if blown:
             self.timeline.mark("abort", reason="error budget")
             raise StopAttempt("aborted", blown)
-        if abort.lab_health and self.ctx.config.environment == "lab":
+        if abort.lab_health and self.ctx.state.embedded:
             if now_ns < getattr(self, "_next_health", 0):
                 return
             self._next_health = now_ns + NS_PER_S

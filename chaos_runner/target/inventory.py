@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ConfigError
-from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK
+from chaos_runner.target.defaults import INVENTORY, LAB_NETWORK
 from chaos_runner.target.roles import HostRoles
 
 REQUIRED_GROUPS = ("db", "proxy", "app", "auth")
@@ -59,13 +60,13 @@ class Inventory:
         if len(values) > 1:
             raise ConfigError(f"{self.path}: lab_subnet differs between hosts: {sorted(values)}")
         if not values:
-            return DEFAULT_LAB_NETWORK
+            return LAB_NETWORK
         value = values.pop()
         try:
             return ipaddress.ip_network(value)
         except ValueError:
             raise ConfigError(
-                f"{self.path}: lab_subnet: {value!r} is not a network like 198.18.0.0/24"
+                f"{self.path}: lab_subnet: {value!r} is not a network like {LAB_NETWORK}"
             ) from None
 
     def require_groups(self, groups: Iterable[str] = REQUIRED_GROUPS) -> None:
@@ -76,23 +77,60 @@ class Inventory:
                 f"the stack needs {', '.join(REQUIRED_GROUPS)}"
             )
 
+    def lab_hosts(self) -> list[InventoryHost]:
+        """The hosts the tooling acts on: every host but the controller, in inventory order."""
+        return [h for h in self.hosts.values() if "controller" not in h.groups]
+
+    def embedded(self) -> bool:
+        """An embedded-lab inventory: every host on the lab network, none marked allowed
+        (`lab up` builds its guests on this machine)."""
+        network = self.lab_network()
+        hosts = self.lab_hosts()
+        return bool(hosts) and all(not h.lab_allowed and _in(h.address, network) for h in hosts)
+
+    def up_command(self) -> str:
+        """The command that brings this inventory's lab up, for messages."""
+        default = self.path.resolve() == (REPO_ROOT / INVENTORY).resolve()
+        return "chaoslab lab up" if default else f"chaoslab --inventory {self.path} lab up"
+
+    def state_dir(self) -> Path | None:
+        """`lab_state_dir` when the inventory sets it to a plain path (not a template)."""
+        values = {
+            str(h.variables["lab_state_dir"])
+            for h in self.hosts.values()
+            if "lab_state_dir" in h.variables
+        }
+        plain = {v for v in values if "{{" not in v}
+        if len(plain) > 1:
+            raise ConfigError(f"{self.path}: lab_state_dir differs between hosts: {sorted(plain)}")
+        return Path(plain.pop()) if plain else None
+
     def require_lab_hosts(
         self, network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     ) -> None:
-        """Refuse hosts outside the lab network unless marked chaos_lab_allowed."""
+        """Refuse a host without an IP address, and hosts outside the lab network unless
+        marked chaos_lab_allowed."""
         network = network or self.lab_network()
-        for host in self.hosts.values():
-            if "controller" in host.groups:
-                continue
+        for host in self.lab_hosts():
             try:
                 inside = ipaddress.ip_address(host.address) in network
             except ValueError:
-                inside = False
+                raise ConfigError(
+                    f"{self.path}: host {host.name} has no address ({host.address!r} is not an IP "
+                    "address, and names are never resolved): set ansible_host: <its IP address>"
+                ) from None
             if not inside and not host.lab_allowed:
                 raise ConfigError(
                     f"{self.path}: host {host.name} ({host.address}) is not on the lab network "
                     f"{network} and is not marked chaos_lab_allowed: true - refusing to act on it"
                 )
+
+
+def _in(address: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
 
 
 def _inventory_file(path: Path) -> Path:

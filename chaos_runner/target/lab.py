@@ -1,9 +1,13 @@
-"""The embedded lab as the runner sees it: where its state is, what is up, how healthy.
+"""The lab as the runner sees it: its hosts, how to reach them, what is up, how healthy.
 
-`lab up` and `lab down` are Ansible playbooks (playbooks/lab_up.yml, lab_down.yml,
-site.yml); this module reads what they recorded (lab.json: one systemd-nspawn guest per
-host) and checks it against the kernel on the controller, and each host's programs through
-its fault agent (a guest's files and PIDs are its own: the controller does not read them).
+Any inventory (the embedded lab's or a cluster's) is a lab: its hosts and groups come from
+the inventory; how to reach each host's fault agent (address, SSH user, port, key,
+known_hosts, become, the agent's paths) and each FraiseQL app comes from the records the
+playbooks write on the controller (`<state>/hosts/*.json` by the faults role,
+`<state>/apps/*.json` by the fraiseql role). The embedded lab adds lab.json (one
+systemd-nspawn guest per host, the bridge): only then are guests, mounts and the bridge
+checked on the controller. A host's files and PIDs are its own: its programs are read
+through its fault agent.
 """
 
 from __future__ import annotations
@@ -22,14 +26,26 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chaos_runner.ansible import REPO_ROOT
-from chaos_runner.errors import ChaosRunnerError, LabNotReady
-from chaos_runner.target.inventory import load_inventory
-from chaos_runner.target.netguard import DEFAULT_LAB_NETWORK, NetworkGuard
+from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
+from chaos_runner.target import defaults
+from chaos_runner.target.inventory import Inventory, load_inventory
+from chaos_runner.target.netguard import NetworkGuard
 from chaos_runner.target.roles import HostRoles
 
-DEFAULT_STATE_DIR = Path("/var/lib/chaoslab")
+DEFAULT_STATE_DIR = defaults.STATE_DIR
 # What `lab up` builds each host as; a lab.json of another substrate is from an older lab.
 SUBSTRATE = "nspawn"
+# The faults role's record of each host (roles/faults/tasks/configure.yml).
+HOST_RECORD_KEYS = (
+    "address",
+    "user",
+    "port",
+    "key_file",
+    "known_hosts",
+    "become",
+    "agent",
+    "agent_config",
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +55,19 @@ class LabSettings:
 
     @classmethod
     def from_env(cls, state_dir: str | None = None, inventory: str | None = None) -> LabSettings:
-        return cls(
-            state_dir=Path(state_dir or os.environ.get("CHAOSLAB_STATE_DIR") or DEFAULT_STATE_DIR),
-            inventory=Path(
-                inventory or os.environ.get("CHAOSLAB_INVENTORY") or REPO_ROOT / "inventory" / "lab"
-            ),
+        """The state directory: --state-dir, else CHAOSLAB_STATE_DIR, else the inventory's
+        `lab_state_dir` (when a plain path), else the embedded lab's."""
+        inventory_path = Path(
+            inventory or os.environ.get("CHAOSLAB_INVENTORY") or REPO_ROOT / defaults.INVENTORY
         )
+        chosen = state_dir or os.environ.get("CHAOSLAB_STATE_DIR")
+        if chosen:
+            return cls(state_dir=Path(chosen), inventory=inventory_path)
+        try:
+            own = load_inventory(inventory_path).state_dir()
+        except ConfigError:
+            own = None  # reported by whatever reads the inventory next
+        return cls(state_dir=own or DEFAULT_STATE_DIR, inventory=inventory_path)
 
     def secret(self, name: str) -> str:
         """A password the inventory generated for this lab (Ansible's password lookup: a
@@ -85,63 +108,138 @@ class AppEndpoint:
         return PurePosixPath(self.pidfile).stem
 
 
+@dataclass(frozen=True)
+class SshTarget:
+    """One host as SSH reaches it (the way Ansible did when it converged the host)."""
+
+    host: str
+    address: str
+    port: int
+    user: str
+    key_file: Path | None  # None: the controller user's own keys and agent
+    known_hosts: Path
+    become: bool
+    agent: str  # the fault agent's zipapp on the host
+    agent_config: str  # and its configuration
+
+    def command(self, argv: list[str]) -> str:
+        """The remote command line for `argv`, as root (sudo when the host wants become)."""
+        line = shlex.join(argv)
+        return f"sudo -n {line}" if self.become else line
+
+    def ssh_argv(self) -> list[str]:
+        """The OpenSSH client's arguments up to (and with) the destination."""
+        key = ["-i", str(self.key_file), "-o", "IdentitiesOnly=yes"] if self.key_file else []
+        return [
+            "ssh", *key,
+            "-p", str(self.port),
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=5",
+            f"{self.user}@{self.address}",
+        ]  # fmt: skip
+
+
 @dataclass
 class LabState:
+    """What the runner knows of a lab. `hosts[name]` holds the host's `address` and, as
+    recorded by the faults role, `user`, `port`, `key_file`, `known_hosts`, `become`,
+    `agent` and `agent_config`; an embedded lab's hosts also their guest (`machine`,
+    `root`, `nspawn_pidfile`, `release`)."""
+
     settings: LabSettings
     bridge: str
     gateway: str
-    hosts: dict[str, dict[str, str]]
+    hosts: dict[str, dict[str, Any]]
     apps: dict[str, AppEndpoint] = field(default_factory=dict)
     roles: HostRoles = field(default_factory=lambda: HostRoles({}, {}))
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network = defaults.LAB_NETWORK
     substrate: str = SUBSTRATE
-    # The controller's key for root@<host> and the lab's own known_hosts.
+    # The controller's key and known_hosts for hosts whose record names none.
     ssh_key: Path = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
     known_hosts: Path = DEFAULT_STATE_DIR / "ssh" / "known_hosts"
+    # Addresses of hosts marked chaos_lab_allowed: true (outside the lab network).
+    allowed: frozenset[str] = frozenset()
+    # An embedded lab (lab.json): its guests, mounts and bridge are checked on the controller.
+    embedded: bool = True
+    # What brings this lab up (or repairs it), for messages.
+    up_command: str = "chaoslab lab up"
 
     @classmethod
     def load(cls, settings: LabSettings) -> LabState:
-        path = settings.state_dir / "lab.json"
-        if not path.is_file():
-            raise LabNotReady(f"the lab is not up: {path} does not exist (run `chaoslab lab up`)")
-        data = json.loads(path.read_text())
-        apps: dict[str, AppEndpoint] = {}
-        for app_file in sorted((settings.state_dir / "apps").glob("*.json")):
-            raw = json.loads(app_file.read_text())
-            apps[raw["host"]] = AppEndpoint(
-                host=raw["host"],
-                url=raw["url"],
-                version=raw["version"],
-                issuer=raw["issuer"],
-                audience=raw["audience"],
-                auth_enabled=bool(raw["auth_enabled"]),
-                pidfile=raw["pidfile"],
-                raw=raw,
-            )
         inventory = load_inventory(settings.inventory)
-        inventory_roles = inventory.roles()
-        # Addresses as recorded by `lab up`; groups as the inventory defines them.
-        addresses = {h: v["address"] for h, v in data["hosts"].items()}
+        network = inventory.lab_network()
+        inventory.require_lab_hosts(network)
+        inventory.require_groups()
+        lab_json = settings.state_dir / "lab.json"
+        if inventory.embedded() and not lab_json.is_file():
+            raise LabNotReady(
+                f"the lab is not up: {lab_json} does not exist (run `{inventory.up_command()}`)"
+            )
+        data = json.loads(lab_json.read_text()) if lab_json.is_file() else None
+        guests = (data or {}).get("hosts", {})
+        hosts = {
+            h.name: {
+                **guests.get(h.name, {}),
+                **_host_record(settings, inventory, h.name, h.address),
+            }
+            for h in inventory.lab_hosts()
+        }
+        addresses = {name: str(host["address"]) for name, host in hosts.items()}
+        if data is None:
+            # No embedded lab: the controller is where the hosts' SSH sessions come from.
+            seen = sorted({str(h.get("controller_address") or "") for h in hosts.values()} - {""})
+            gateway, bridge = (seen[0] if seen else ""), defaults.LAB_BRIDGE
+        else:
+            gateway, bridge = data["gateway"], data["bridge"]
         return cls(
             settings=settings,
-            bridge=data["bridge"],
-            gateway=data["gateway"],
-            hosts=data["hosts"],
-            apps=apps,
+            bridge=bridge,
+            gateway=gateway,
+            hosts=hosts,
+            apps=_apps(settings, addresses),
             roles=HostRoles(
-                {g: [h for h in m if h in addresses] for g, m in inventory_roles.groups.items()},
+                {g: [h for h in m if h in addresses] for g, m in inventory.roles().groups.items()},
                 addresses,
             ),
-            network=inventory.lab_network(),
+            network=network,
             # A lab.json without a substrate is from before guests (network namespaces).
-            substrate=str(data.get("substrate", "netns")),
-            ssh_key=Path(data.get("ssh_key") or settings.state_dir / "ssh" / "id_ed25519"),
-            known_hosts=Path(data.get("known_hosts") or settings.state_dir / "ssh" / "known_hosts"),
+            substrate=str(data.get("substrate", "netns")) if data is not None else "inventory",
+            ssh_key=Path((data or {}).get("ssh_key") or settings.state_dir / "ssh" / "id_ed25519"),
+            known_hosts=Path(
+                (data or {}).get("known_hosts") or settings.state_dir / "ssh" / "known_hosts"
+            ),
+            allowed=frozenset(h.address for h in inventory.lab_hosts() if h.lab_allowed),
+            embedded=data is not None,
+            up_command=inventory.up_command(),
+        )
+
+    def ssh(self, host: str) -> SshTarget:
+        """How to reach `host` over SSH and run its fault agent (its address checked by the
+        guard): from the faults role's record, else the embedded lab's key and known_hosts."""
+        if host not in self.hosts:
+            raise ConfigError(f"unknown lab host {host!r}; known: {', '.join(sorted(self.hosts))}")
+        record = self.hosts[host]
+        key = record.get("key_file") or (self.ssh_key if self.embedded else "")
+        known = record.get("known_hosts") or (
+            self.known_hosts if self.embedded else Path.home() / ".ssh" / "known_hosts"
+        )
+        return SshTarget(
+            host=host,
+            address=self.guard.check(str(record["address"])),
+            port=int(record.get("port", 22)),
+            user=str(record.get("user", "root")),
+            key_file=Path(key) if key else None,
+            known_hosts=Path(known),
+            become=bool(record.get("become", False)),
+            agent=str(record.get("agent", "")),
+            agent_config=str(record.get("agent_config", "")),
         )
 
     @property
     def guard(self) -> NetworkGuard:
-        return NetworkGuard(lab_network=self.network, bridge=self.bridge)
+        return NetworkGuard(lab_network=self.network, bridge=self.bridge, allowed=self.allowed)
 
     def host(self, reference: str) -> str:
         """A host name from `@group[i]` (or a known host name, for the CLI)."""
@@ -159,6 +257,51 @@ class LabState:
         if host not in self.apps:
             raise LabNotReady(f"no FraiseQL app on {host!r}; known: {', '.join(sorted(self.apps))}")
         return self.apps[host]
+
+
+def _host_record(
+    settings: LabSettings, inventory: Inventory, host: str, address: str
+) -> dict[str, Any]:
+    """How to reach `host`'s fault agent, as the faults role recorded it."""
+    path = settings.state_dir / "hosts" / f"{host}.json"
+    redo = f"run `{inventory.up_command()}`"
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabNotReady(
+            f"{path}: no record of how to reach {host}'s fault agent ({redo})"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise LabNotReady(f"{path}: unreadable record of {host} ({exc}; {redo})") from None
+    missing = [k for k in HOST_RECORD_KEYS if k not in record]
+    if missing:
+        raise LabNotReady(f"{path}: the record of {host} lacks {', '.join(missing)} ({redo})")
+    if str(record["address"]) != address:
+        raise LabNotReady(
+            f"{path}: {host} was converged at {record['address']}, the inventory now says "
+            f"{address} ({redo})"
+        )
+    return record
+
+
+def _apps(settings: LabSettings, addresses: dict[str, str]) -> dict[str, AppEndpoint]:
+    """The FraiseQL apps the fraiseql role recorded, of the inventory's hosts."""
+    apps: dict[str, AppEndpoint] = {}
+    for app_file in sorted((settings.state_dir / "apps").glob("*.json")):
+        raw = json.loads(app_file.read_text())
+        if raw["host"] not in addresses:
+            continue  # a host of another inventory converged with the same state directory
+        apps[raw["host"]] = AppEndpoint(
+            host=raw["host"],
+            url=raw["url"],
+            version=raw["version"],
+            issuer=raw["issuer"],
+            audience=raw["audience"],
+            auth_enabled=bool(raw["auth_enabled"]),
+            pidfile=raw["pidfile"],
+            raw=raw,
+        )
+    return apps
 
 
 @dataclass(frozen=True)
@@ -227,6 +370,43 @@ def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[C
         with FaultClient(state) as client:
             return lab_checks(state, client.programs)
     checks: list[Check] = []
+    up = True
+    if state.embedded:
+        checks += _substrate_checks(state)
+        up = all(c.ok for c in checks if c.item.startswith("bridge "))
+    for name, host in sorted(state.hosts.items()):
+        alive = True
+        if state.embedded:
+            alive, detail = guest_alive(host)
+            checks.append(Check(name, "guest", alive, detail))
+            root = host.get("root", "")
+            checks.append(Check(name, "root", bool(root) and os.path.ismount(root), root or "?"))
+        if not up:
+            continue
+        try:
+            address = state.guard.check(str(host["address"]))
+        except ChaosRunnerError as exc:
+            checks.append(Check(name, "address", False, str(exc)))
+            continue
+        port = int(host.get("port", 22))
+        reachable = _tcp_open(address, port)
+        detail = f"{address}:{port}"
+        if not reachable:
+            detail += (
+                " unreachable: check its ansible_host/ansible_port in the inventory and that"
+                " its sshd runs"
+            )
+        checks.append(Check(name, "ssh port", reachable, detail))
+        if alive and reachable:
+            checks += _program_checks(name, programs)
+    for app in state.apps.values():
+        checks.append(_app_health(state, app))
+    return checks
+
+
+def _substrate_checks(state: LabState) -> list[Check]:
+    """The embedded lab's own pieces on the controller: its substrate and its bridge."""
+    checks = []
     if state.substrate != SUBSTRATE:
         checks.append(
             Check(
@@ -239,27 +419,8 @@ def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[C
         )
     bridge_up = Path(f"/sys/class/net/{state.bridge}/operstate")
     up = bridge_up.exists() and bridge_up.read_text().strip() in ("up", "unknown")
-    checks.append(
-        Check(
-            "controller",
-            f"bridge {state.bridge}",
-            up,
-            f"gateway {state.gateway}" if up else "missing or down",
-        )
-    )
-    for name, host in sorted(state.hosts.items()):
-        alive, detail = guest_alive(host)
-        checks.append(Check(name, "guest", alive, detail))
-        root = host.get("root", "")
-        checks.append(Check(name, "root", bool(root) and os.path.ismount(root), root or "?"))
-        reachable = False
-        if up:
-            reachable = _tcp_open(state.guard.check(host["address"]), 22)
-            checks.append(Check(name, "ssh port", reachable, f"{host['address']}:22"))
-        if alive and reachable:
-            checks += _program_checks(name, programs)
-    for app in state.apps.values():
-        checks.append(_app_health(state, app))
+    detail = f"gateway {state.gateway}" if up else "missing or down"
+    checks.append(Check("controller", f"bridge {state.bridge}", up, detail))
     return checks
 
 
@@ -298,26 +459,17 @@ def on_host(
     timeout: float = 30,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command on lab host `host` (in its guest: its files, processes and network
-    namespace), as root over SSH with the lab's key - the way Ansible reaches it. The
-    controller never reads a host's files or PIDs itself."""
-    address = lab.guard.check(lab.hosts[host]["address"])
+    """Run a command on lab host `host` (on the host: its files, processes and network), as
+    root over SSH the way Ansible reaches it. The controller never reads a host's files or
+    PIDs itself."""
+    target = lab.ssh(host)
     return subprocess.run(
-        [
-            "ssh",
-            "-i", str(lab.ssh_key),
-            "-o", f"UserKnownHostsFile={lab.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=5",
-            f"root@{address}",
-            shlex.join(argv),
-        ],
+        [*target.ssh_argv(), target.command(list(argv))],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=check,
-    )  # fmt: skip
+    )
 
 
 def start_on_host(lab: LabState, host: str, *argv: str) -> int:

@@ -1,7 +1,9 @@
 """The network rule, enforced in code: traffic only to loopback or to lab hosts.
 
-A lab address (198.18.0.0/24 by default) is only accepted while the kernel routes it
-to the lab bridge; otherwise a packet could leave the machine, which is forbidden.
+A lab address (in the inventory's lab_subnet) is only accepted while the kernel routes it
+to the lab bridge; otherwise a packet could leave the machine, which is forbidden. An
+address outside the lab network is accepted only for an inventory host marked
+`chaos_lab_allowed: true` (a cluster VM: its operator allowed the tooling on it).
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chaos_runner.errors import AddressRefused
-
-DEFAULT_LAB_NETWORK = ipaddress.ip_network("198.18.0.0/24")
-DEFAULT_BRIDGE = "labbr0"
+from chaos_runner.target.defaults import LAB_BRIDGE, LAB_NETWORK
 
 
 @dataclass(frozen=True)
 class NetworkGuard:
-    lab_network: ipaddress.IPv4Network | ipaddress.IPv6Network = DEFAULT_LAB_NETWORK
-    bridge: str = DEFAULT_BRIDGE
+    lab_network: ipaddress.IPv4Network | ipaddress.IPv6Network = LAB_NETWORK
+    bridge: str = LAB_BRIDGE
+    # Addresses of inventory hosts marked chaos_lab_allowed: true, outside the lab network.
+    allowed: frozenset[str] = frozenset()
     # Asks the kernel which device a packet would leave through (replaceable in unit tests).
     route_lookup: Callable[[str], str | None] = field(
         default=lambda a: route_device(a), compare=False
@@ -41,9 +43,11 @@ class NetworkGuard:
         if address.is_loopback:
             return host
         if address not in self.lab_network:
+            if host in self.allowed:
+                return host
             raise AddressRefused(
-                f"refusing traffic to {host}: not loopback and not in the lab network "
-                f"{self.lab_network}"
+                f"refusing traffic to {host}: not loopback, not in the lab network "
+                f"{self.lab_network} and no inventory host at it is marked chaos_lab_allowed: true"
             )
         device = self.route_lookup(host)
         if device != self.bridge:

@@ -21,6 +21,7 @@ from chaos_runner.model.scenario import Catalog
 from chaos_runner.run.attempt import Attempt, RunContext
 from chaos_runner.run.schedule import StopAttempt
 from chaos_runner.target import lab as lab_module
+from chaos_runner.target.inventory import load_inventory
 from chaos_runner.target.lab import LabSettings, LabState, guest_alive, lab_checks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +70,21 @@ def guest(tmp_path: Path, name: str, address: str = "127.0.0.1", pid: int | None
     }
 
 
+def record_hosts(state_dir: Path, inventory: Path = REPO / "inventory" / "lab", **extra) -> None:
+    """What the faults role records on the controller for every host of `inventory`."""
+    (state_dir / "hosts").mkdir(parents=True, exist_ok=True)
+    for host in load_inventory(inventory).lab_hosts():
+        record = {
+            "host": host.name, "address": host.address, "user": "root", "port": 22,
+            "key_file": str(state_dir / "ssh" / "id_ed25519"),
+            "known_hosts": str(state_dir / "ssh" / "known_hosts"), "become": False,
+            "agent": "/opt/chaoslab/faults/chaosfault.pyz",
+            "agent_config": f"/srv/chaoslab/{host.name}/faults/agent.json",
+            "controller_address": "198.18.0.1", "interface": "host0", **extra,
+        }  # fmt: skip
+        (state_dir / "hosts" / f"{host.name}.json").write_text(json.dumps(record))
+
+
 # ------------------------------------------------------------------ lab.json
 
 
@@ -88,14 +104,20 @@ def test_lab_json_of_guests_is_read_with_its_ssh_identity(tmp_path):
             }
         )
     )
+    record_hosts(state_dir)
     state = LabState.load(LabSettings(state_dir, REPO / "inventory" / "lab"))
-    assert state.substrate == "nspawn"
+    assert state.substrate == "nspawn" and state.embedded
     assert (state.ssh_key, state.known_hosts) == (
         Path("/keys/id_ed25519"),
         Path("/keys/known_hosts"),
     )
     assert state.hosts["db1"]["machine"] == "db1"
     assert state.roles.host("@db[0]") == "db1"
+    # How to reach each host's agent comes from the faults role's record.
+    target = state.ssh("cache1")
+    assert (target.address, target.port, target.user) == ("198.18.0.15", 22, "root")
+    assert target.key_file == state_dir / "ssh" / "id_ed25519"
+    assert target.agent_config == "/srv/chaoslab/cache1/faults/agent.json"
 
 
 def test_a_lab_json_from_before_guests_is_named_as_such(tmp_path):
@@ -103,10 +125,11 @@ def test_a_lab_json_from_before_guests_is_named_as_such(tmp_path):
     state_dir.mkdir()
     old = {"bridge": "lo", "gateway": "127.0.0.1", "hosts": {}}
     (state_dir / "lab.json").write_text(json.dumps(old))
+    record_hosts(state_dir)
     state = LabState.load(LabSettings(state_dir, REPO / "inventory" / "lab"))
     assert state.substrate == "netns"
     assert state.ssh_key == state_dir / "ssh" / "id_ed25519"
-    (bad,) = [c for c in lab_checks(state, lambda host: []) if not c.ok]
+    bad = next(c for c in lab_checks(state, lambda host: []) if not c.ok)
     assert (bad.host, bad.item) == ("controller", "substrate")
     assert "run `chaoslab lab up`" in bad.detail
 
