@@ -18,7 +18,7 @@ from chaos_runner.workload.graphql import GraphQLClient
 from chaos_runner.workload.tokens import TokenMinter
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_LINE = "1.9.16"
+DEFAULT_LINE = "1.31.1"
 
 
 def chaoslab(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
@@ -65,7 +65,7 @@ def converge_app(line: str) -> None:
         pytest.fail(f"could not converge app1 to FraiseQL {line}:\n{proc.stderr[-4000:]}")
 
 
-@pytest.fixture(scope="session", params=["1.9.16", "0.5.3"])
+@pytest.fixture(scope="session", params=["1.31.1", "1.9.16", "0.5.3"])
 def fraiseql_line(request: pytest.FixtureRequest, lab: LabState, lab_settings: LabSettings) -> str:
     """Converge app1 to each FraiseQL line in turn; the default line is restored at the end."""
     line = str(request.param)

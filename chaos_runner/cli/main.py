@@ -500,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--fraiseql-version",
         default=_env("FRAISEQL_VERSION"),
-        help="FraiseQL line: 1.9.16 (default) or 0.5.3 (env CHAOSLAB_FRAISEQL_VERSION)",
+        help="FraiseQL line: 1.31.1 (default), 1.9.16 or 0.5.3 (env CHAOSLAB_FRAISEQL_VERSION)",
     )
     up.add_argument(
         "--limit", default=_env("LIMIT"), help="converge only these hosts (env CHAOSLAB_LIMIT)"

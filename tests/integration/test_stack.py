@@ -157,7 +157,7 @@ def test_a_token_for_another_audience_is_refused(client, minter):
 def test_the_recorded_line_is_what_runs(app_state, fraiseql_line, client):
     app = app_state.app("app1")
     assert app.version == fraiseql_line
-    assert app.raw["python"] == ("3.13" if fraiseql_line == "1.9.16" else "3.11")
+    assert app.raw["python"] == ("3.11" if fraiseql_line == "0.5.3" else "3.13")
 
 
 # ---------------------------------------------------------------- load operations

@@ -1,18 +1,26 @@
-"""FraiseQL demo app for the chaos lab - one file for both supported lines.
+"""FraiseQL demo app for the chaos lab - one file for every supported line.
 
 Views with JSONB data (v_author, v_post with a nested author, v_ledger, v_counter, v_item)
-and PL/pgSQL mutations. The lines differ only in the mutation API:
-  1.9.x: functions in schema `app` return app.mutation_response (8 columns); failures are
+and PL/pgSQL mutations. The lines differ in the mutation API:
+  1.x:   functions in schema `app` return app.mutation_response (8 columns); failures are
          @fraiseql.error types with an integer `code`;
   0.5.x: functions in schema `app_v05` return app_v05.mutation_result (6 columns); failures
-         are @fraiseql.failure types, which carry the status string.
+         are @fraiseql.failure types, which carry the status string;
+and in two details of 1.20+ (1.31.1): `find_one` takes equality filters only as
+`mandatory_filters={column: value}` (bare keywords are a TypeError), and in production
+FraiseQL answers every error whose cause is a psycopg error as "Internal server error".
+The demo's own database work (the isolation transactions, slowQuery) surfaces PostgreSQL's
+message and SQLSTATE as a GraphQL error (`_surfaced`), as an app that must tell a
+rolled-back write (40001, 40P01) from an unknown one has to; FraiseQL's own reads and
+mutations are left to FraiseQL, masked or not.
 Every setting comes from the environment the service layer passes (see the fraiseql role).
 
 Operations for the load driver besides lists, nested reads, the ledger and the counter:
   items(limit)            thousands of rows (v_item) for large results; never cached, so
                           every read crosses the database path;
   slowQuery(seconds)      core.slow_query through FraiseQL's own execute_function, which
-                          sets its query timeout as `SET LOCAL statement_timeout` first;
+                          sets its query timeout as `SET LOCAL statement_timeout` first
+                          (the timeout's error surfaced, see above);
   transfer(input)         moves money between accounts (core.transfer via the line's
                           mutation flavour, app.transfer or app_v05.transfer) at an
                           isolation level the client chooses;
@@ -23,8 +31,8 @@ SELECT 1 + schema loaded, 503 otherwise). 0.5.3 has no readiness endpoint and th
 app does not invent one: a probe written here would measure this file, not FraiseQL.
 
 How the isolation level is chosen. FraiseQL runs a class-based mutation as
-`SELECT * FROM fn(input)` in the pool connection's implicit transaction, after its own
-`SET LOCAL statement_timeout`; it offers no isolation setting. Inside the function it is
+`SELECT * FROM fn(input)` in the pool connection's implicit transaction (with no statement
+timeout, on every line); it offers no isolation setting. Inside the function it is
 too late: `SET TRANSACTION ISOLATION LEVEL` (or `SET LOCAL transaction_isolation`) fails
 with "must be called before any query" once the calling SELECT has taken its snapshot,
 and `SET LOCAL default_transaction_isolation` only affects later transactions. A level
@@ -57,9 +65,32 @@ import fraiseql
 from fraiseql.fastapi import FraiseQLConfig, create_fraiseql_app
 
 ENV = os.environ
-LINE_1X = int(fraiseql.__version__.split(".")[0]) >= 1
+VERSION = tuple(int(part) for part in fraiseql.__version__.split(".")[:2])
+LINE_1X = VERSION >= (1, 0)
 MUTATION_SCHEMA = "app" if LINE_1X else "app_v05"
 failure_type = fraiseql.error if LINE_1X else fraiseql.failure
+
+
+def _eq(column: str, value: Any) -> dict[str, Any]:
+    """An equality filter for `find_one`: 1.20 made bare keyword filters a TypeError and
+    added `mandatory_filters`, which earlier lines would take for a column name."""
+    return {"mandatory_filters": {column: value}} if VERSION >= (1, 20) else {column: value}
+
+
+async def _surfaced(work: Awaitable[Any]) -> Any:
+    """Await `work`; a PostgreSQL error comes back as a GraphQL error with PostgreSQL's
+    message and its SQLSTATE (extensions.sqlstate) - on every line the text FraiseQL
+    itself gave before 1.31's production masking. Raised after the except block: raised
+    inside it, the psycopg error would stay the new error's __context__, which the masking
+    follows."""
+    import psycopg
+    from graphql import GraphQLError
+
+    try:
+        return await work
+    except psycopg.Error as exc:
+        message, sqlstate = str(exc).strip() or type(exc).__name__, exc.sqlstate
+    raise GraphQLError(message, extensions={"code": "DATABASE_ERROR", "sqlstate": sqlstate})
 
 
 @fraiseql.type(sql_source="v_author")
@@ -192,17 +223,17 @@ async def posts(info, limit: int = 10) -> list[Post]:
 
 @fraiseql.query
 async def post(info, id: UUID) -> Post | None:
-    return await info.context["db"].find_one("v_post", id=id)
+    return await info.context["db"].find_one("v_post", **_eq("id", id))
 
 
 @fraiseql.query
 async def ledger_entry(info, op_id: str) -> LedgerEntry | None:
-    return await info.context["db"].find_one("v_ledger", op_id=op_id)
+    return await info.context["db"].find_one("v_ledger", **_eq("op_id", op_id))
 
 
 @fraiseql.query
 async def counter(info, name: str = "default") -> Counter | None:
-    return await info.context["db"].find_one("v_counter", name=name)
+    return await info.context["db"].find_one("v_counter", **_eq("name", name))
 
 
 @fraiseql.query
@@ -213,7 +244,8 @@ async def items(info, limit: int = 100) -> list[Item]:
 
 @fraiseql.query
 async def slow_query(info, seconds: float = 1.0) -> SlowResult:
-    row = await info.context["db"].execute_function("core.slow_query", {"seconds": seconds})
+    db = info.context["db"]
+    row = await _surfaced(db.execute_function("core.slow_query", {"seconds": seconds}))
     return SlowResult(
         seconds=row["seconds"], slept_ms=row["slept_ms"], backend_pid=row["backend_pid"]
     )
@@ -240,6 +272,12 @@ async def _at_isolation(
             f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {isolation!r}"
         )
     db = info.context["db"]
+    return await _surfaced(_transaction(db, level, work, read_only))
+
+
+async def _transaction(
+    db: Any, level: str, work: Callable[[Any], Awaitable[Any]], read_only: bool
+) -> Any:
     timeout_s = getattr(db, "query_timeout", None)
     async with db.get_pool().connection() as conn:
         # 1.9.x's pool check runs SELECT 1 on checkout and hands the connection over
