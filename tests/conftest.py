@@ -21,13 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LINE = "1.31.1"
 
 
-def chaoslab(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
+def chaoslab(
+    *args: str, timeout: int = 1200, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chaos_runner.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         check=False,
     )
 

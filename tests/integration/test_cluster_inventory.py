@@ -17,7 +17,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import yaml
 
 from chaos_runner.target import converged
 from chaos_runner.target.lab import LabSettings, LabState, on_host
-from tests.conftest import REPO, chaoslab
+from tests.conftest import chaoslab
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +38,7 @@ def cluster_cli(
     env = {
         k: v for k, v in os.environ.items() if k not in ("CHAOSLAB_STATE_DIR", "CHAOSLAB_INVENTORY")
     }
-    return subprocess.run(
-        [sys.executable, "-m", "chaos_runner.cli", "--inventory", str(inventory), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    return chaoslab("--inventory", str(inventory), *args, timeout=timeout, env=env)
 
 
 def write_inventory(base: Path, lab: LabState, key: Path, known_hosts: Path) -> Path:
