@@ -29,7 +29,7 @@ from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
 from chaos_runner.target import defaults
 from chaos_runner.target.inventory import Inventory, load_inventory
-from chaos_runner.target.netguard import NetworkGuard
+from chaos_runner.target.netguard import NetworkGuard, route_source
 from chaos_runner.target.roles import HostRoles
 
 DEFAULT_STATE_DIR = defaults.STATE_DIR
@@ -173,11 +173,13 @@ class LabState:
         inventory.require_lab_hosts(network)
         inventory.require_groups()
         lab_json = settings.state_dir / "lab.json"
-        if inventory.embedded() and not lab_json.is_file():
-            raise LabNotReady(
-                f"the lab is not up: {lab_json} does not exist (run `{inventory.up_command()}`)"
-            )
-        data = json.loads(lab_json.read_text()) if lab_json.is_file() else None
+        data = None
+        if inventory.embedded():  # only the embedded lab has guests (lab.json)
+            if not lab_json.is_file():
+                raise LabNotReady(
+                    f"the lab is not up: {lab_json} does not exist (run `{inventory.up_command()}`)"
+                )
+            data = json.loads(lab_json.read_text())
         guests = (data or {}).get("hosts", {})
         hosts = {
             h.name: {
@@ -188,9 +190,12 @@ class LabState:
         }
         addresses = {name: str(host["address"]) for name, host in hosts.items()}
         if data is None:
-            # No embedded lab: the controller is where the hosts' SSH sessions come from.
+            # No embedded lab: the controller is where the hosts' SSH sessions come from
+            # (as they saw it), else the source address the kernel picks to reach them.
             seen = sorted({str(h.get("controller_address") or "") for h in hosts.values()} - {""})
-            gateway, bridge = (seen[0] if seen else ""), defaults.LAB_BRIDGE
+            first = next(iter(addresses.values()), "")
+            gateway = seen[0] if seen else (route_source(first) or "" if first else "")
+            bridge = defaults.LAB_BRIDGE
         else:
             gateway, bridge = data["gateway"], data["bridge"]
         return cls(
@@ -221,8 +226,11 @@ class LabState:
         if host not in self.hosts:
             raise ConfigError(f"unknown lab host {host!r}; known: {', '.join(sorted(self.hosts))}")
         record = self.hosts[host]
-        key = record.get("key_file") or (self.ssh_key if self.embedded else "")
-        known = record.get("known_hosts") or (
+        # As OpenSSH would: a recorded `~/...` is the controller user's home.
+        key = Path(record["key_file"]).expanduser() if record.get("key_file") else None
+        key = key or (self.ssh_key if self.embedded else None)
+        known = Path(record["known_hosts"]).expanduser() if record.get("known_hosts") else None
+        known = known or (
             self.known_hosts if self.embedded else Path.home() / ".ssh" / "known_hosts"
         )
         return SshTarget(
@@ -230,8 +238,8 @@ class LabState:
             address=self.guard.check(str(record["address"])),
             port=int(record.get("port", 22)),
             user=str(record.get("user", "root")),
-            key_file=Path(key) if key else None,
-            known_hosts=Path(known),
+            key_file=key,
+            known_hosts=known,
             become=bool(record.get("become", False)),
             agent=str(record.get("agent", "")),
             agent_config=str(record.get("agent_config", "")),

@@ -60,10 +60,17 @@ class NetworkGuard:
 
 def route_device(address: str) -> str | None:
     """The interface the kernel would send a packet to `address` through, or None."""
+    return _route(address).get("dev")
+
+
+def route_source(address: str) -> str | None:
+    """The source address the kernel would send a packet to `address` from, or None."""
+    return _route(address).get("prefsrc")
+
+
+def _route(address: str) -> dict[str, str]:
     proc = subprocess.run(
         ["ip", "-j", "route", "get", address], capture_output=True, text=True, check=False
     )
-    if proc.returncode != 0:
-        return None
-    routes = json.loads(proc.stdout or "[]")
-    return routes[0].get("dev") if routes else None
+    routes = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    return routes[0] if routes else {}
