@@ -38,6 +38,8 @@ def cluster_cli(
     env = {
         k: v for k, v in os.environ.items() if k not in ("CHAOSLAB_STATE_DIR", "CHAOSLAB_INVENTORY")
     }
+    # Its own SSH master connections: never one the embedded lab's key opened.
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(inventory.parent / "cp")
     return chaoslab("--inventory", str(inventory), *args, timeout=timeout, env=env)
 
 
@@ -158,7 +160,7 @@ def cluster(lab: LabState, lab_settings: LabSettings, tmp_path_factory) -> Path:
 def test_lab_up_on_a_cluster_runs_the_stack_only_and_records_how_to_reach_each_host(cluster, lab):
     state_dir = cluster.parent / "state"
     assert not (state_dir / "lab.json").exists()
-    cluster_state = LabState.load(LabSettings.from_env(None, str(cluster)))
+    cluster_state = LabState.load(LabSettings(state_dir, cluster))
     assert not cluster_state.embedded and cluster_state.settings.state_dir == state_dir
     assert sorted(cluster_state.hosts) == sorted(lab.hosts)
     for host in cluster_state.hosts:
