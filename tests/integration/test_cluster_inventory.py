@@ -7,7 +7,7 @@ on the hosts and their host keys scanned into its own known_hosts - nothing take
 embedded lab's state. The hosts are the embedded lab's guests (the only machines here),
 keeping their inventory names so the services' paths and units stay the same ones.
 `lab up` on it runs site.yml only (no substrate), then its status checks over SSH; the
-smoke suite runs on it with the outcomes it has on the embedded lab (all passed, README);
+smoke suite runs on it with the outcomes it has on the embedded lab (README findings);
 heal leaves nothing. Afterwards the embedded lab is converged back to its own state.
 """
 
@@ -29,6 +29,14 @@ from tests.conftest import chaoslab
 pytestmark = pytest.mark.integration
 
 SMOKE = ["auth.bypass", "auth.jwks-500", "db.lost-update", "net.db-stopped", "res.app-pause"]
+# The smoke suite's outcomes on the embedded lab, per FraiseQL line (README findings): all
+# pass, but for 1.31.1's masked errors while PostgreSQL is stopped.
+DEVIATIONS = {"1.31.1": {"net.db-stopped"}}
+
+
+def embedded_outcomes(line: str) -> dict[str, str]:
+    deviated = DEVIATIONS.get(line, set())
+    return {s: "deviated" if s in deviated else "passed" for s in SMOKE}
 
 
 def cluster_cli(
@@ -185,8 +193,10 @@ def test_the_smoke_suite_on_the_cluster_inventory_has_the_embedded_labs_outcomes
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     journal = json.loads((run_dir / "journal.json").read_text())
     outcomes = {s["scenario"]: s["outcome"] for s in journal["scenarios"]}
-    assert outcomes == dict.fromkeys(SMOKE, "passed"), run.stdout[-3000:] + run.stderr[-2000:]
-    assert run.returncode == 0
+    line = LabState.load(LabSettings(cluster.parent / "state", cluster)).app().version
+    expected = embedded_outcomes(line)
+    assert outcomes == expected, run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == (1 if "deviated" in expected.values() else 0)
     heal = cluster_cli(cluster, "heal", timeout=300)
     assert heal.returncode == 0, heal.stdout + heal.stderr
     rows = [line.split() for line in heal.stdout.splitlines()[2:] if line.strip()]

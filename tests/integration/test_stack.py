@@ -334,9 +334,10 @@ def test_invalid_graphql_is_refused_and_the_server_keeps_serving(client, minter,
 
 @pytest.mark.xfail(
     strict=True,
-    reason="finding (both lines, production mode): FraiseQL passes only "
+    reason="finding (every line, production mode): FraiseQL passes only "
     "NoSchemaIntrospectionCustomRule to graphql-core's validate(), which replaces the standard "
-    "rules, so unknown fields are answered (1.9.16 drops them, 0.5.3 echoes them as null)",
+    "rules, so unknown fields are answered (1.31.1 and 1.9.16 drop them, 0.5.3 echoes them as "
+    "null)",
 )
 def test_an_unknown_field_is_refused(client, minter):
     from chaos_runner.workload.operations import INVALID
