@@ -3,11 +3,16 @@
 import json
 from pathlib import Path
 
+import yaml
+
 from chaos_runner.target.netguard import NetworkGuard
 from chaos_runner.workload.graphql import GraphQLClient
 from chaos_runner.workload.tokens import TokenMinter
 
 STATE = Path("/var/lib/chaoslab-molecule")
+# The scenario converges the role's default line.
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "fraiseql"
+LINE = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())["fraiseql_version"]
 
 
 def _app():
@@ -22,11 +27,12 @@ def test_health(host):
 
 def test_the_recorded_version_runs(host):
     app = _app()
-    assert app["version"] == "1.9.16" and app["python"] == "3.13"
+    assert app["version"] == LINE and app["python"] == "3.13"
     out = host.check_output(
-        "/opt/chaoslab/fraiseql-1.9.16/bin/python -c 'import fraiseql; print(fraiseql.__version__)'"
+        f"/opt/chaoslab/fraiseql-{LINE}/bin/python"
+        " -c 'import fraiseql; print(fraiseql.__version__)'"
     )
-    assert out == "1.9.16"
+    assert out == LINE
 
 
 def test_query_with_a_lab_token_and_refusal_without():
