@@ -21,6 +21,7 @@ from chaos_runner.model.scenario import Catalog
 from chaos_runner.run.attempt import Attempt, RunContext
 from chaos_runner.run.schedule import StopAttempt
 from chaos_runner.target import lab as lab_module
+from chaos_runner.target import netguard
 from chaos_runner.target.inventory import load_inventory
 from chaos_runner.target.lab import LabSettings, LabState, guest_alive, lab_checks
 
@@ -88,7 +89,9 @@ def record_hosts(state_dir: Path, inventory: Path = REPO / "inventory" / "lab", 
 # ------------------------------------------------------------------ lab.json
 
 
-def test_lab_json_of_guests_is_read_with_its_ssh_identity(tmp_path):
+def test_lab_json_of_guests_is_read_with_its_ssh_identity(tmp_path, monkeypatch):
+    # The kernel routes the lab addresses to the bridge (as while the lab is up).
+    monkeypatch.setattr(netguard, "route_device", lambda address: "labbr0")
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "lab.json").write_text(
