@@ -105,10 +105,6 @@ def _run_dir(args: argparse.Namespace, label: str) -> Path:
     return path
 
 
-def _is_embedded(inventory_path: Path) -> bool:
-    return load_inventory(inventory_path).embedded()
-
-
 def _require_fraiseql_line(version: str) -> None:
     """Refuse a FraiseQL version the fraiseql role has no line for (its table is the one
     list of supported lines), before anything runs."""
@@ -151,7 +147,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, "lab-up")
     progress = Progress(quiet=args.quiet)
     try:
-        if _is_embedded(settings.inventory):
+        if inventory.embedded():
             print(
                 f"lab up: embedded lab from {settings.inventory} (state {settings.state_dir})",
                 file=sys.stderr,
@@ -209,7 +205,7 @@ def _converged(settings: LabSettings, extravars: dict[str, str]) -> tuple[list[C
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
     settings = LabSettings.from_env(args.state_dir, args.inventory)
-    if not _is_embedded(settings.inventory):
+    if not load_inventory(settings.inventory).embedded():
         raise ConfigError(
             f"{settings.inventory} is not an embedded-lab inventory: `lab down` only removes the "
             "local lab of guests (cluster hosts are never torn down by this tool)"

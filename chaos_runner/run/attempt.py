@@ -222,7 +222,7 @@ class Attempt:
             ctx.state.guard,
             self.switch,
         )
-        self.ledger = LedgerStore.for_lab(ctx.state, ctx.state.host(ctx.config.db_host))
+        self.ledger = LedgerStore.for_lab(ctx.state, ctx.config.db_host)
         self.counter_before = self.ledger.counter(doc.counter) if doc.counter else None
         self.sampler = ProcessSampler(self._process_probe(app.host, app.program))
         self.sampler.start()

@@ -5,7 +5,6 @@ addresses or documentation addresses that the guard refuses before any traffic."
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -17,8 +16,8 @@ import yaml
 from chaos_runner.cli.main import main
 from chaos_runner.errors import AddressRefused, LabNotReady
 from chaos_runner.target import lab as lab_module
-from chaos_runner.target.inventory import load_inventory
 from chaos_runner.target.lab import LabSettings, LabState, lab_checks
+from tests.unit.test_lab_state import record_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,18 +38,17 @@ def cluster(tmp_path: Path, hosts: dict[str, dict] | None = None) -> Path:
     return inventory
 
 
+# A cluster host as the faults role records it: its own user and port, the controller
+# user's keys and known_hosts, sudo for the agent.
+CLUSTER_HOST = {
+    "user": "chaos", "port": 2222, "key_file": "", "known_hosts": "", "become": True,
+    "controller_address": "192.0.2.1", "interface": "eth0",
+}  # fmt: skip
+
+
 def record(state_dir: Path, inventory: Path, **extra: object) -> None:
-    """What the faults role records for each host (roles/faults/tasks/configure.yml)."""
-    (state_dir / "hosts").mkdir(parents=True, exist_ok=True)
-    for host in load_inventory(inventory).lab_hosts():
-        values = {
-            "host": host.name, "address": host.address, "user": "chaos", "port": 2222,
-            "key_file": "", "known_hosts": "", "become": True,
-            "agent": "/opt/chaoslab/faults/chaosfault.pyz",
-            "agent_config": f"/srv/chaoslab/{host.name}/faults/agent.json",
-            "controller_address": "192.0.2.1", "interface": "eth0", **extra,
-        }  # fmt: skip
-        (state_dir / "hosts" / f"{host.name}.json").write_text(json.dumps(values))
+    """What the faults role records for each host of a cluster inventory."""
+    record_hosts(state_dir, inventory, **{**CLUSTER_HOST, **extra})
 
 
 def free_port() -> int:
