@@ -236,15 +236,15 @@ def tolerate(ev: Evidence) -> list[CheckResult]:
     e = ev.expect
     ops = ev.fault_ops()
     out: list[CheckResult] = []
-    errors = sum(1 for o in ops if o.outcome != "ok")
-    rate = errors / len(ops) if ops else None
+    failed = [o for o in ops if o.outcome != "ok"]
+    rate = len(failed) / len(ops) if ops else None
     out.append(
         CheckResult(
             "error rate during fault",
             rate is not None and rate <= e.max_error_rate,
             None if rate is None else round(rate, 4),
             f"<= {e.max_error_rate:g}",
-            NO_FAULT_OPS if not ops else examples(ops) if errors else f"{len(ops)} operations",
+            NO_FAULT_OPS if not ops else examples(failed) if failed else f"{len(ops)} operations",
         )
     )
     out.append(_p95_during_fault(ev, ops))

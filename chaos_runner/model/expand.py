@@ -1,6 +1,6 @@
 """Scenario documents before they are built: profiles, variants and sweeps as plain data.
 
-A profile (`scenarios/profiles/<name>.yml`) holds load / windows / abort presets that a
+A profile (`scenarios/profiles/<name>.yml`) holds load / windows / abort / prepare presets that a
 scenario extends with `profile: NAME`; the scenario's own keys win (its `load.mix`
 replaces the profile's whole). Variants and sweep points deep-merge into the document.
 """
@@ -89,6 +89,8 @@ class Profile:
     abort: dict[str, Any] = field({})
     expect: dict[str, Any] = field({})
     tags: list[str] = field([])
+    # Steps before the load (the scenario's own `prepare` replaces the whole list).
+    prepare: list[dict[str, Any]] = field([])
 
 
 class Profiles:
@@ -129,9 +131,11 @@ class Profiles:
 def _checked_parts(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Each preset section built with the scenario's own model, so a bad value names the
     profile file and its leaf key (`load.mix.query`)."""
-    from chaos_runner.model.scenario import Abort, LoadProfile, Windows
+    from chaos_runner.model.scenario import Abort, LoadProfile, PrepareStep, Windows
 
     for key, model in (("load", LoadProfile), ("windows", Windows), ("abort", Abort)):
         if key in data:
             build(model, data[key], where, key)
+    for i, step in enumerate(data.get("prepare") or []):
+        build(PrepareStep, step, where, f"prepare[{i}]")
     return data

@@ -50,6 +50,10 @@ BAD_TOKENS = (
     "wrong-audience",
 )
 CLIENT_FAULTS = ("client.bad-token",)
+# Result caches an app record can name (roles/fraiseql: fraiseql_cache).
+CACHES = ("redis", "postgresql")
+# Fault kinds that act once and leave nothing to heal: the only ones `prepare` may run.
+ONE_SHOT_KINDS = ("proc.restart", "cache.flush")
 Expectation = Literal["tolerate", "fail-fast", "reject", "consistent"]
 # Isolation anomalies the account experiments can show (chaos_runner.analysis.checkers
 # judges them against PostgreSQL's documented behaviour per level).
@@ -69,6 +73,30 @@ def _mix_check(mix: dict[str, float]) -> str | tuple[str, str] | None:
         return negative[0], f"a weight must be >= 0, got {mix[negative[0]]:g}"
     if sum(mix.values()) <= 0:
         return "weights must have a positive sum"
+    return None
+
+
+def line_tuple(line: str) -> tuple[int, ...]:
+    """'1.9' or '1.9.16' as comparable numbers; ValueError for anything else."""
+    parts = line.split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{line!r} is not a FraiseQL version like 1.0 or 1.9.16")
+    return tuple(int(p) for p in parts)
+
+
+def _line_check(value: str | None) -> str | None:
+    try:
+        if value is not None:
+            line_tuple(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _caches_check(names: list[str]) -> tuple[str, str] | None:
+    for i, name in enumerate(names):
+        if name not in CACHES:
+            return f"[{i}]", f"unknown result cache {name!r} (known: {', '.join(CACHES)})"
     return None
 
 
@@ -152,6 +180,48 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Requires:
+    """What the app under test must run for the scenario to test anything (a cache fault
+    against an app that does not use the cache would pass having tested nothing). On any
+    other app the attempt is `skipped`, with the reason."""
+
+    # The app's result cache must be one of these (its record's `cache`).
+    cache: list[str] = field([], check=_caches_check)
+    # FraiseQL lines, inclusive: min_line "1.0" runs on 1.9.16 and 1.31.1, not 0.5.3.
+    min_line: str | None = field(None, check=_line_check)
+    max_line: str | None = field(None, check=_line_check)
+
+    def problem(self, line: str, cache: str | None, app_host: str) -> str | None:
+        """Why an app on FraiseQL `line` with result cache `cache` cannot run the
+        scenario, or None."""
+        running = f"{app_host} runs FraiseQL {line} with result cache {cache or 'none'!r}"
+        if self.cache and cache not in self.cache:
+            return f"needs the result cache {' or '.join(self.cache)}; {running}"
+        try:
+            version = line_tuple(line)
+        except ValueError as exc:
+            return str(exc)
+        if self.min_line and version < line_tuple(self.min_line):
+            return f"needs FraiseQL >= {self.min_line}; {running}"
+        if self.max_line and version[: len(line_tuple(self.max_line))] > line_tuple(self.max_line):
+            return f"needs FraiseQL <= {self.max_line}; {running}"
+        return None
+
+
+@dataclass(frozen=True)
+class PrepareStep:
+    """A one-shot step before the load starts, only on an app that meets `when`."""
+
+    kind: str
+    host: str
+    params: dict[str, Any] = field({})
+    when: Requires = field(Requires())
+
+    def step(self) -> FaultStep:
+        return FaultStep(self.kind, self.host, dict(self.params))
+
+
+@dataclass(frozen=True)
 class Abort:
     max_error_rate: float | None = field(None, check=between(0, 1))
     sustained_s: float = field(2.0, check=positive)
@@ -205,6 +275,10 @@ class ScenarioDoc:
     suites: list[str] = field([])
     faults: list[FaultStep] = field([])
     schedule: list[Stage] = field([])
+    requires: Requires = field(Requires())
+    # One-shot steps (ONE_SHOT_KINDS) run after the gate, before the load starts: e.g. a
+    # fresh app process per attempt, or an empty cache.
+    prepare: list[PrepareStep] = field([])
     load: LoadProfile = field(LoadProfile())
     windows: Windows = field(Windows())
     abort: Abort = field(Abort())

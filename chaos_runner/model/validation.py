@@ -18,7 +18,7 @@ PLACEHOLDER_ADDRESS = "192.0.2.1"
 
 
 def semantic_checks(doc: ScenarioDoc, source: str, roles: HostRoles | None) -> None:
-    from chaos_runner.model.scenario import bound
+    from chaos_runner.model.scenario import ONE_SHOT_KINDS, bound
 
     w = doc.windows
     if w.baseline_s * 1000 / w.window_ms < 10:
@@ -59,6 +59,14 @@ def semantic_checks(doc: ScenarioDoc, source: str, roles: HostRoles | None) -> N
     _host_check(doc.app, source, "app", roles, client=False)
     for i, step in enumerate(doc.faults):
         _fault_check(step, source, f"faults[{i}]", w.hold_s, roles)
+    for i, prep in enumerate(doc.prepare):
+        if prep.kind not in ONE_SHOT_KINDS:
+            raise ModelError(
+                source,
+                f"prepare[{i}].kind",
+                f"{prep.kind!r} is not one-shot; prepare runs only {', '.join(ONE_SHOT_KINDS)}",
+            )
+        _fault_check(prep.step(), source, f"prepare[{i}]", w.hold_s, roles)
     for i, stage in enumerate(doc.schedule):
         key = f"schedule[{i}]"
         if stage.repeat > 1 and not stage.every_s:
@@ -90,7 +98,7 @@ def _host_check(host: str, source: str, key: str, roles: HostRoles | None, clien
             f"{host!r} is not a host reference: name hosts by inventory group, like @db, "
             "@proxy, @app, @auth, @cache (@db[1] for the second db host)",
         )
-    problem = roles.problem(host) if roles is not None else None
+    problem = roles.file_problem(host) if roles is not None else None
     if problem:
         raise ModelError(source, key, problem)
 
@@ -114,7 +122,9 @@ def _fault_check(
         if looks_like_reference(value):
             if role_reference(value) is None and value != "@controller":
                 raise ModelError(source, f"{key}.params.{name}", f"{value!r} is not @group[i]")
-            problem = roles.problem(value) if roles is not None and value != "@controller" else None
+            problem = (
+                roles.file_problem(value) if roles is not None and value != "@controller" else None
+            )
             if problem:
                 raise ModelError(source, f"{key}.params.{name}", problem)
             value = PLACEHOLDER_ADDRESS

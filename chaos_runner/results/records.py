@@ -71,6 +71,8 @@ class AttemptRecord:
     counter: dict[str, Any] | None = None
     stages: list[dict[str, Any]] = field([])
     history_file: str | None = None
+    # The scenario's `prepare` steps that ran before the load (kind, host, ok, evidence).
+    prepared: list[dict[str, Any]] = field([])
 
 
 @dataclass

@@ -40,7 +40,7 @@ from chaos_runner.analysis.metrics import (
 from chaos_runner.analysis.sampling import Probe, ProcessSampler
 from chaos_runner.errors import ChaosRunnerError
 from chaos_runner.faults.channel import FaultClient
-from chaos_runner.faults.steps import build_fault
+from chaos_runner.faults.steps import AgentFault, build_fault
 from chaos_runner.model.config import RunnerConfig
 from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, Scenario
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
@@ -72,6 +72,10 @@ class RunContext:
         return TokenMinter(
             self.state.settings.state_dir / "pki", endpoint.issuer, endpoint.audience
         )
+
+
+# A prepare step's fault lives only for its inject/verify/heal; the TTL is the backstop.
+PREPARE_TTL_S = 60.0
 
 
 def error_budget_blown(ops: Iterable[Operation], now_ns: int, abort: Abort) -> str | None:
@@ -175,6 +179,13 @@ class Attempt:
         """The lab in steady state: every check green, no fault left on the target hosts."""
         self.say("gate")
         state = self.ctx.state
+        app = state.app(self.doc.app)
+        unmet = self.doc.requires.problem(app.version, app.raw.get("cache"), app.host)
+        if unmet:
+            raise StopAttempt("skipped", unmet)
+        absent = self.absent_hosts()
+        if absent:
+            raise StopAttempt("skipped", f"{absent}: the scenario needs that host")
         bad = [c for c in lab_checks(state, self.ctx.faults.programs) if not c.ok]
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
@@ -194,6 +205,48 @@ class Attempt:
                     "baseline-not-met",
                     f"steady-state gate: {host} still has faults injected: "
                     f"{[r.get('id') for r in left]}",
+                )
+        self.prepare()
+
+    def absent_hosts(self) -> str | None:
+        """Why a host the scenario names (a fault's target or address, a prepare step's
+        target) is in an optional group this inventory has no host in, or None."""
+        steps = [*self.scenario.all_faults(), *(p.step() for p in self.doc.prepare)]
+        roles = self.ctx.state.roles
+        for step in steps:
+            for ref in (step.host, *step.params.values()):
+                if isinstance(ref, str) and roles.absent_optional(ref):
+                    return str(roles.problem(ref))
+        return None
+
+    def prepare(self) -> None:
+        """The scenario's one-shot `prepare` steps whose `when` the app meets (a fresh app
+        process, an empty cache), each proven by its verify, before the load starts."""
+        app = self.ctx.state.app(self.doc.app)
+        for prep in self.doc.prepare:
+            if prep.when.problem(app.version, app.raw.get("cache"), app.host):
+                continue
+            step = prep.step()
+            fault = AgentFault(step, self.ctx.faults, PREPARE_TTL_S, self.ctx.ansible)
+            self.say(f"prepare {step.kind} on {fault.host}")
+            answer = fault.inject()
+            check = fault.verify()
+            fault.heal()
+            self.timeline.mark("prepared", kind=step.kind, host=fault.host, ok=check.get("ok"))
+            self.result.setdefault("prepared", []).append(
+                {
+                    "kind": step.kind,
+                    "host": fault.host,
+                    "params": step.params,
+                    "mechanism": answer.get("mechanism"),
+                    "ok": bool(check.get("ok")),
+                    "evidence": check.get("evidence"),
+                }
+            )
+            if not check.get("ok"):
+                raise StopAttempt(
+                    "baseline-not-met",
+                    f"prepare {step.kind} on {fault.host}: {check.get('evidence')}",
                 )
 
     def start_load(self) -> None:

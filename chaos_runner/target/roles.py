@@ -14,6 +14,9 @@ from typing import Any
 
 from chaos_runner.errors import ConfigError
 
+# Groups the stack can do without (fraiseql_cache is `none` without a cache host): a
+# scenario that names one is skipped, with the reason, on an inventory that has none.
+OPTIONAL_GROUPS = ("cache",)
 ROLE_REFERENCE = re.compile(r"@([a-z][a-z0-9_]*)(?:\[(\d{1,3})\])?")
 CONTROLLER = "controller"
 
@@ -67,6 +70,21 @@ class HostRoles:
         except ConfigError as exc:
             return str(exc)
         return None
+
+    def absent_optional(self, reference: str) -> bool:
+        """`reference` names an optional group (OPTIONAL_GROUPS) this inventory has no
+        host in: not an error in a scenario file, a reason to skip it here."""
+        parsed = role_reference(reference)
+        return (
+            parsed is not None
+            and parsed[0] in OPTIONAL_GROUPS
+            and not self.groups.get(parsed[0])
+        )
+
+    def file_problem(self, reference: str) -> str | None:
+        """Why a scenario file may not name `reference` here: problem(), except an absent
+        optional group."""
+        return None if self.absent_optional(reference) else self.problem(reference)
 
 
 def resolve_params(params: Mapping[str, Any], roles: HostRoles) -> dict[str, Any]:
