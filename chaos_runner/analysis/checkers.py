@@ -501,6 +501,8 @@ def scoped(ev: Evidence) -> list[CheckResult]:
                 "no such operation during the fault" if not during else examples(errors),
             )
         )
+    for kind in ev.expect.same_answers:
+        out.append(_same_answers(ev, kind))
     detect = ev.expect.detect
     if detect is not None:
         probes = [o for o in ev.side_ops if o.kind == detect.probe]
@@ -528,6 +530,40 @@ def scoped(ev: Evidence) -> list[CheckResult]:
             )
         )
     return out
+
+
+def _same_answers(ev: Evidence, kind: str) -> CheckResult:
+    """Every successful `kind` answer from the fault's start to the end of the history
+    (corruption may outlive the heal) is one the baseline saw."""
+    ops = [o for o in ev.valid_ops if o.kind == kind and o.outcome == "ok"]
+    start = ev.fault_start_ns
+
+    def digest(o: Operation) -> str | None:
+        return (o.detail or {}).get("answer")
+
+    seen = {str(digest(o)) for o in ops if start is not None and o.end_ns < start and digest(o)}
+    after = [o for o in ops if start is not None and o.start_ns >= start]
+    wrong = [o for o in after if digest(o) not in seen]
+    why = (
+        f"no successful {kind} answer in the baseline to compare with"
+        if not seen
+        else f"no successful {kind} answer from the fault on"
+        if not after
+        else ""
+    )
+    shown = sorted({str(digest(o)) for o in wrong})[:3]
+    return CheckResult(
+        f"{kind} answers as in the baseline",
+        bool(seen) and bool(after) and not wrong,
+        f"{len(wrong)}/{len(after)} differ",
+        f"none differs from the {len(seen)} answer(s) the baseline saw",
+        why
+        or (
+            f"answer digests {', '.join(shown)}; baseline: {', '.join(sorted(seen))}"
+            if wrong
+            else ""
+        ),
+    )
 
 
 def judge(ev: Evidence) -> tuple[str, list[CheckResult]]:

@@ -105,6 +105,18 @@ class LedgerStore:
             frozenset(str(r[0]) for r in transfers),
         )
 
+    def statement_calls(self, relation: str) -> int:
+        """How many statements naming `relation` PostgreSQL has run (pg_stat_statements,
+        every user and database since its last reset): a delta counts the queries that
+        reached the database."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                "WHERE query LIKE %s AND query NOT LIKE %s",
+                (f"%{relation}%", "%pg_stat_statements%"),
+            ).fetchone()
+        return int(row[0]) if row else 0  # type: ignore[call-overload]
+
     def ping(self) -> bool:
         try:
             with self._connect(timeout_s=2) as conn:

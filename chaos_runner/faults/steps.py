@@ -2,13 +2,15 @@
 
 `AgentFault` is a real change on a lab host through its fault agent (fast path, with a
 lease the controller renews) or through playbooks/fault.yml (Ansible transport).
-`ClientTokenFault` is the client itself sending tokens FraiseQL must refuse.
+`ClientTokenFault` is the client itself sending tokens FraiseQL must refuse;
+`ClientBurstFault` the client sending many operations at once.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from chaos_runner.faults.channel import FaultClient, FaultSpec
@@ -109,9 +111,80 @@ class ClientTokenFault:
         return {"id": self.id, "healed": True}
 
 
+class Burst(Protocol):
+    def burst(self, kind: str, count: int) -> range: ...
+
+    @property
+    def burst_done(self) -> int: ...
+
+
+class ClientBurstFault:
+    """client.burst: `count` operations of one kind sent at once on top of the load (a
+    stampede, a pool saturated). Verify waits for every answer (at most the client's
+    deadline) and, with `relation`, reports how many statements naming it reached
+    PostgreSQL meanwhile (pg_stat_statements)."""
+
+    host = "controller"
+
+    def __init__(
+        self,
+        step: FaultStep,
+        load: Burst,
+        deadline_s: float,
+        statements: Callable[[str], int] | None = None,
+    ) -> None:
+        self.step = step
+        self.load = load
+        self.deadline_s = deadline_s
+        self.statements = statements
+        self.id = f"client-burst-{uuid.uuid4().hex[:8]}"
+        self._done_before = 0
+        self._calls_before: int | None = None
+        self._count = 0
+
+    def inject(self) -> dict[str, Any]:
+        p = self.step.params
+        relation = p.get("relation")
+        if relation and self.statements is not None:
+            self._calls_before = self.statements(relation)
+        self._done_before = self.load.burst_done
+        self._count = int(p["count"])
+        self.load.burst(str(p.get("op", "query")), self._count)
+        return {"id": self.id, "mechanism": "client: operations sent at once", "host": "controller"}
+
+    def verify(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self.deadline_s + 2
+        while self.load.burst_done - self._done_before < self._count:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        done = self.load.burst_done - self._done_before
+        op = self.step.params.get("op", "query")
+        evidence = f"{self._count} {op} sent at once, {done} answered or ended"
+        relation = self.step.params.get("relation")
+        if self._calls_before is not None and relation and self.statements is not None:
+            reached = self.statements(relation) - self._calls_before
+            evidence += f"; PostgreSQL ran {reached} statement(s) naming {relation} meanwhile"
+        return {"id": self.id, "ok": done > 0, "evidence": evidence}
+
+    def heal(self) -> dict[str, Any]:
+        return {"id": self.id, "healed": True}
+
+
 def build_fault(
-    step: FaultStep, client: FaultClient, switch: TokenSwitch, ttl_s: float, ansible: Any
+    step: FaultStep,
+    client: FaultClient,
+    switch: TokenSwitch,
+    ttl_s: float,
+    ansible: Any,
+    load: Burst | None = None,
+    statements: Callable[[str], int] | None = None,
+    deadline_s: float = 15.0,
 ) -> Fault:
+    if step.kind == "client.burst":
+        if load is None:
+            raise ValueError("client.burst needs the running load")
+        return ClientBurstFault(step, load, deadline_s, statements)
     if step.kind.startswith("client."):
         return ClientTokenFault(step, switch)
     return AgentFault(step, client, step.ttl_s or ttl_s, ansible)

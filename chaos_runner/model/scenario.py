@@ -34,7 +34,7 @@ from chaos_runner.model.expand import (
 )
 from chaos_runner.model.validation import semantic_checks
 from chaos_runner.target.roles import HostRoles
-from chaos_runner.workload.operations import OP_KINDS, OperationParams
+from chaos_runner.workload.operations import ANSWER_KINDS, OP_KINDS, OperationParams
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
@@ -49,7 +49,7 @@ BAD_TOKENS = (
     "expired",
     "wrong-audience",
 )
-CLIENT_FAULTS = ("client.bad-token",)
+CLIENT_FAULTS = ("client.bad-token", "client.burst")
 # Result caches an app record can name (roles/fraiseql: fraiseql_cache).
 CACHES = ("redis", "postgresql")
 # Fault kinds that act once and leave nothing to heal: the only ones `prepare` may run.
@@ -137,6 +137,13 @@ def _kinds_check(kinds: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def _answer_kinds_check(kinds: list[str]) -> tuple[str, str] | None:
+    for i, kind in enumerate(kinds):
+        if kind not in ANSWER_KINDS:
+            return f"[{i}]", f"{kind!r} keeps no answer digest (only {', '.join(ANSWER_KINDS)})"
+    return None
+
+
 def _anomalies_check(names: list[str]) -> tuple[str, str] | None:
     for i, name in enumerate(names):
         if name not in ANOMALIES:
@@ -172,6 +179,9 @@ class Expect:
     slo_p95_ms: float | None = field(None, check=positive)
     # Operation kinds that do not need the faulty dependency: no error, latency as before.
     unaffected: list[str] = field([], check=_kinds_check)
+    # Reads (ANSWER_KINDS) whose every successful answer from the fault on must be one the
+    # baseline saw: corrupted or stale data served as an answer is caught here.
+    same_answers: list[str] = field([], check=_answer_kinds_check)
     detect: Detect | None = None
     # Isolation anomalies the scenario's level permits (documented behaviour: reported,
     # not a deviation), e.g. [lost-update, write-skew] at READ COMMITTED. Only what

@@ -5,6 +5,7 @@ the agent accepts. Every error names the file and the leaf key."""
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
 from chaos_runner.model.build import ModelError
@@ -142,7 +143,14 @@ def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
     from chaos_runner.workload.operations import OP_KINDS
 
     if step.kind not in CLIENT_FAULTS:
-        raise ModelError(source, f"{key}.kind", f"unknown client fault {step.kind!r}")
+        raise ModelError(
+            source,
+            f"{key}.kind",
+            f"unknown client fault {step.kind!r} (known: {', '.join(CLIENT_FAULTS)})",
+        )
+    if step.kind == "client.burst":
+        _burst_check(step, source, key)
+        return
     allowed = {"tokens", "share", "ops"}
     unknown = sorted(set(step.params) - allowed)
     if unknown:
@@ -164,3 +172,33 @@ def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
     ops = step.params.get("ops", list(OP_KINDS))
     if not isinstance(ops, list) or any(o not in OP_KINDS for o in ops):
         raise ModelError(source, f"{key}.params.ops", f"expected a list of {', '.join(OP_KINDS)}")
+
+
+def _burst_check(step: FaultStep, source: str, key: str) -> None:
+    from chaos_runner.workload.operations import OP_KINDS
+
+    allowed = {"op", "count", "relation"}
+    unknown = sorted(set(step.params) - allowed)
+    if unknown:
+        raise ModelError(
+            source,
+            f"{key}.params.{unknown[0]}",
+            f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
+        )
+    count = step.params.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4000:
+        raise ModelError(
+            source, f"{key}.params.count", f"expected a whole number 1-4000, got {count!r}"
+        )
+    op = step.params.get("op", "query")
+    if op not in OP_KINDS:
+        raise ModelError(source, f"{key}.params.op", f"expected one of {', '.join(OP_KINDS)}")
+    relation = step.params.get("relation")
+    if relation is not None and not (
+        isinstance(relation, str) and re.fullmatch(r"[a-z_][a-z0-9_.]*", relation)
+    ):
+        raise ModelError(
+            source,
+            f"{key}.params.relation",
+            f"expected a relation name like v_post, got {relation!r}",
+        )

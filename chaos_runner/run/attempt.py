@@ -342,7 +342,16 @@ class Attempt:
 
         def make(step: FaultStep, stage: PlannedStage) -> Any:
             ttl = (stage.end_s - stage.start_s) + recovery + 30
-            return build_fault(step, self.ctx.faults, self.switch, ttl, self.ctx.ansible)
+            return build_fault(
+                step,
+                self.ctx.faults,
+                self.switch,
+                ttl,
+                self.ctx.ansible,
+                load=self.load,
+                statements=self.ledger.statement_calls,
+                deadline_s=self.doc.load.timeout_s,
+            )
 
         self.schedule = FaultSchedule(
             self.scenario.stages(),

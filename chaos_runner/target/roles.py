@@ -76,9 +76,7 @@ class HostRoles:
         host in: not an error in a scenario file, a reason to skip it here."""
         parsed = role_reference(reference)
         return (
-            parsed is not None
-            and parsed[0] in OPTIONAL_GROUPS
-            and not self.groups.get(parsed[0])
+            parsed is not None and parsed[0] in OPTIONAL_GROUPS and not self.groups.get(parsed[0])
         )
 
     def file_problem(self, reference: str) -> str | None:

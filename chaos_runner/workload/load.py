@@ -155,11 +155,17 @@ class GraphQLLoad:
         self._error: BaseException | None = None
         self.started_ns = 0
         self.stopped_ns = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bursts: set[asyncio.Task[None]] = set()
+        # Burst operations take indices after the load's own (op ids stay unique).
+        self._next_burst = settings.max_ops
+        self._burst_done = 0
 
     # ------------------------------------------------------------ LoadDriver
     def start(self) -> None:
         if self._thread is not None:
             raise LoadError("the load driver was already started")
+        raise_open_files_limit()
         self._thread = threading.Thread(target=self._main, name="graphql-load", daemon=True)
         self.started_ns = time.monotonic_ns()
         self._thread.start()
@@ -174,6 +180,38 @@ class GraphQLLoad:
 
     def history(self) -> History:
         return History(sorted(self._ops, key=lambda o: o.start_ns))
+
+    def burst(self, kind: str, count: int) -> range:
+        """`count` operations of `kind` due at once, on top of the load (each takes an idle
+        connection or opens its own); returns their indices. Recorded like every other
+        operation; `burst_done` counts the finished ones."""
+        if kind not in OP_KINDS:
+            raise LoadError(f"unknown operation kind {kind!r}")
+        loop = self._loop
+        if loop is None or self.done:
+            raise LoadError("the load is not running: a burst rides on a running load")
+        indices = range(self._next_burst, self._next_burst + count)
+        self._next_burst += count
+
+        def send() -> None:
+            due = time.monotonic_ns()
+            for index in indices:
+                task = asyncio.create_task(self._burst_one(index, kind, due))
+                self._bursts.add(task)
+                task.add_done_callback(self._bursts.discard)
+
+        loop.call_soon_threadsafe(send)
+        return indices
+
+    @property
+    def burst_done(self) -> int:
+        return self._burst_done
+
+    async def _burst_one(self, index: int, kind: str, due_ns: int) -> None:
+        try:
+            await self._one(index, kind, due_ns)
+        finally:
+            self._burst_done += 1
 
     def wait(self) -> None:
         """Block until the bounds (count or time) end the load."""
@@ -195,11 +233,14 @@ class GraphQLLoad:
 
     async def _run(self) -> None:
         deadline = self.started_ns + int(self.settings.max_duration_s * 1e9)
+        self._loop = asyncio.get_running_loop()
         try:
             if self.settings.mode == "open":
                 await self._open_loop(deadline)
             else:
                 await self._closed_loop(deadline)
+            if self._bursts:
+                await asyncio.wait(set(self._bursts), timeout=self.settings.timeout_s + 1)
         finally:
             for conn in self._idle:
                 conn.close()
@@ -325,6 +366,22 @@ class GraphQLLoad:
                 detail=detail,
             )
         )
+
+
+def raise_open_files_limit() -> int:
+    """The process's soft limit of open files raised to its hard limit (a load of 1000
+    connections does not fit the usual soft 1024); returns the limit now in effect."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open files limit from %d", soft)
+    return soft
 
 
 def static_policy(authorization: str | None, label: str = "valid") -> TokenPolicy:

@@ -18,6 +18,7 @@ Operation kinds (the scenario's `load.mix`; parameters from `load.params`):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ PROBE_PATHS = {"health": "/health", "ready": "/ready"}
 WRITE_KINDS = frozenset({"mutation", "increment", "transfer"})
 # Failures of these are the expected answer, not errors of the system under test.
 EXPECTED_REFUSAL_KINDS = frozenset({"invalid"})
+# Reads of data no scenario changes: each successful answer keeps a digest of its `data`
+# (detail["answer"]), so a check can tell a wrong answer from the one the baseline saw.
+ANSWER_KINDS = ("query", "nested")
 ACCOUNT_NAMES = "abcdefghijklmnopqrstuvwxyz"
 # Operations a FraiseQL line cannot serve: kind -> (first version serving it, why not).
 LINE_SUPPORT = {"ready": ((1, 8), "GET /ready exists since FraiseQL 1.8; 0.5.x has /health only")}
@@ -308,4 +312,13 @@ def _observed(kind: str, resp: GraphQLResponse) -> dict[str, Any] | None:
         return {"isolation": payload["isolation"]}
     if kind == "large" and isinstance(payload, list):
         return {"rows": len(payload)}
+    if kind in ANSWER_KINDS:
+        return {"answer": answer_digest(resp.data)}
     return None
+
+
+def answer_digest(data: Any) -> str:
+    """A short digest of an answer's `data` (keys sorted: the same answer, the same
+    digest)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -74,10 +74,23 @@ def test_corrupt_overwrites_entries_and_heal_removes_the_garbage(app05, faults):
     assert query(app05).ok
     fault = faults.inject(FaultSpec("cache1", "cache.corrupt", {"value": "garbage{{"}, ttl_s=30))
     assert redis(app05, "GET", KEY) == "garbage{{"
-    assert faults.verify("cache1", fault["id"])["ok"]
+    check = faults.verify("cache1", fault["id"])
+    assert check["ok"] and check["evidence"].startswith("1 of 1 key(s) held the garbage"), check
+    assert "1 still hold it" in check["evidence"]
     faults.heal("cache1", fault["id"])
     assert redis(app05, "EXISTS", KEY) == "0"
     assert query(app05).ok
+
+
+def test_garbage_the_app_reads_as_a_miss_and_rewrites_still_counts_as_injected(app05, faults):
+    assert query(app05).ok
+    fault = faults.inject(FaultSpec("cache1", "cache.corrupt", {"value": "garbage{{"}, ttl_s=30))
+    assert query(app05).ok  # 0.5.3 reads garbage as a miss, asks PostgreSQL, writes it back
+    assert "Ada Lovelace" in redis(app05, "GET", KEY)
+    check = faults.verify("cache1", fault["id"])
+    assert check["ok"], check
+    assert "0 still hold it, 1 rewritten since" in check["evidence"]
+    faults.heal("cache1", fault["id"])
 
 
 def test_evict_shrinks_memory_and_entries_are_evicted(app05, faults):

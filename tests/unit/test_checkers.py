@@ -761,3 +761,36 @@ def test_fault_spans_leave_out_the_gaps_and_merge_overlaps():
     ]
     assert fault_spans(entries, 100, 1000) == [(100, 200), (300, 450), (600, 710)]
     assert fault_spans(entries, None, 1000) == []
+
+
+# ------------------------------------------------------------------ same answers
+
+
+def answered(start_ms: float, digest: str | None, outcome: str = "ok") -> Operation:
+    return op(start_ms, 10, outcome, detail=None if digest is None else {"answer": digest})
+
+
+def same_answers(ops: list[Operation]) -> CheckResult:
+    ev = evidence("consistent", [], expect={"same_answers": ["query"]}, valid_ops=ops)
+    return by_name(scoped(ev))["query answers as in the baseline"]
+
+
+def test_answers_that_differ_from_the_baselines_are_counted_with_their_digests():
+    base = [answered(100 * i, "aaaa") for i in range(5)]
+    after = [answered(1000, "aaaa"), answered(1100, "bbbb"), answered(2500, "cccc")]
+    check = same_answers(base + after + [answered(1200, None, "fail")])
+    assert (check.ok, check.measured) == (False, "2/3 differ")  # a failure is not an answer
+    assert check.expected == "none differs from the 1 answer(s) the baseline saw"
+    assert check.detail == "answer digests bbbb, cccc; baseline: aaaa"  # after the heal too
+
+
+def test_answers_as_in_the_baseline_pass_and_nothing_to_compare_fails():
+    base = [answered(100 * i, "aaaa") for i in range(5)]
+    assert same_answers([*base, answered(1500, "aaaa")]).ok
+    empty = same_answers([answered(1500, "aaaa")])
+    assert (
+        not empty.ok
+        and empty.detail == "no successful query answer in the baseline to compare with"
+    )
+    none_after = same_answers(base)
+    assert not none_after.ok and none_after.detail == "no successful query answer from the fault on"

@@ -93,10 +93,14 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(body).encode(), chunked=True)
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a burst connects all at once (socketserver's default: 5)
+
+
 @contextmanager
 def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """A local HTTP server answering with `handler`, for the driver to talk to."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -199,3 +203,29 @@ def test_the_network_rule_is_checked_before_any_packet():
         GraphQLLoad(LoadSettings(url="http://192.0.2.10:8000"), GUARD, static_policy(None))
     with pytest.raises(LoadError):
         GraphQLLoad(LoadSettings(url="https://127.0.0.1:8000"), GUARD, static_policy(None))
+
+
+def test_a_burst_rides_on_the_running_load_and_every_operation_is_recorded(server):
+    load = GraphQLLoad(
+        LoadSettings(
+            url=server, mode="open", rate=20, max_duration_s=1.5, max_ops=1000,
+            mix=(("mutation", 1.0),), op_prefix="b",
+        ),
+        GUARD,
+        static_policy("Bearer t"),
+    )  # fmt: skip
+    with pytest.raises(LoadError, match="not running"):
+        load.burst("query", 5)
+    load.start()
+    time.sleep(0.3)
+    indices = load.burst("query", 60)
+    second = load.burst("mutation", 5)
+    load.wait()
+    ops = list(load.history())
+    burst = [o for o in ops if o.index in indices]
+    assert len(burst) == 60 and all(o.kind == "query" and o.outcome == "ok" for o in burst)
+    assert {o.start_ns for o in burst} == {burst[0].start_ns}  # all due at one instant
+    assert indices.start == 1000 and second.start == 1060  # after the load's own indices
+    writes = [o for o in ops if o.kind == "mutation"]
+    assert len({o.op_id for o in writes}) == len(writes)  # op ids stay unique
+    assert load.burst_done == 65

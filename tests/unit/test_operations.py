@@ -523,3 +523,16 @@ def test_snapshot_reads_are_checked_against_the_invariants_and_their_level():
     assert check.unexpected == {3: "phantom read at repeatable read"}
     assert not check.ok
     assert check_snapshots([snapshot(0), snapshot(1, transfers_again=3)]).ok
+
+
+def test_reads_keep_a_digest_of_their_answer_and_equal_answers_share_it():
+    from chaos_runner.workload.operations import answer_digest, judge
+
+    one = judge("query", 200, '{"data": {"posts": [{"id": 1, "title": "a"}]}}')
+    same = judge("query", 200, '{"data": {"posts": [{"title": "a", "id": 1}]}}')
+    other = judge("nested", 200, '{"data": {"posts": [{"id": 1, "title": "b"}]}}')
+    assert (
+        one.detail == same.detail == {"answer": answer_digest({"posts": [{"id": 1, "title": "a"}]})}
+    )
+    assert other.detail is not None and other.detail["answer"] != one.detail["answer"]
+    assert judge("mutation", 200, '{"data": {"x": {"ok": true}}}').detail is None

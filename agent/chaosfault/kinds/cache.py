@@ -64,6 +64,9 @@ class CacheFlush(Fault):
         return None
 
 
+_SET_AND_GET = "redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL'); return redis.call('GET', KEYS[1])"
+
+
 class CacheCorrupt(Fault):
     """Overwrites cached entries with garbage (TTL kept); heal deletes what is still garbage."""
 
@@ -82,9 +85,14 @@ class CacheCorrupt(Fault):
 
     def inject(self, agent: Agent, record: Record) -> None:
         keys = _redis_keys(agent, record["params"]["pattern"])
+        landed = []
         for key in keys:
-            redis_cli(agent, "SET", key, record["params"]["value"], "KEEPTTL")
+            # Write and read back in one script (atomic): the app cannot rewrite in between.
+            answer = redis_cli(agent, "EVAL", _SET_AND_GET, "1", key, record["params"]["value"])
+            if answer == json.dumps(record["params"]["value"]):
+                landed.append(key)
         record["artifacts"]["corrupted"] = keys
+        record["artifacts"]["landed"] = landed
 
     def _still_corrupt(self, agent: Agent, record: Record) -> list[str]:
         value = json.dumps(record["params"]["value"])
@@ -95,9 +103,15 @@ class CacheCorrupt(Fault):
         ]
 
     def verify(self, agent: Agent, record: Record) -> tuple[bool, str]:
+        """In effect when the garbage landed: an app that reads it as a miss rewrites the
+        key within milliseconds under load, which proves the corruption was read."""
         corrupt = self._still_corrupt(agent, record)
         total = len(record["artifacts"]["corrupted"])
-        return bool(corrupt), f"{len(corrupt)} of {total} corrupted key(s) still hold garbage"
+        landed = len(record["artifacts"].get("landed", []))
+        return landed > 0, (
+            f"{landed} of {total} key(s) held the garbage after the write; "
+            f"{len(corrupt)} still hold it, {landed - len(corrupt)} rewritten since"
+        )
 
     def heal(self, agent: Agent, record: Record) -> None:
         for key in self._still_corrupt(agent, record):

@@ -1,0 +1,72 @@
+"""client.burst: many operations at once on top of the load, and what reached PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chaos_runner.faults.steps import ClientBurstFault, build_fault
+from chaos_runner.model.build import ModelError
+from chaos_runner.model.scenario import FaultStep, load_file
+
+
+class Load:
+    """Finishes a burst's operations on another thread, a few at a time."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.done = 0
+
+    def burst(self, kind: str, count: int) -> range:
+        self.asked.append((kind, count))
+
+        def finish() -> None:
+            for _ in range(count):
+                self.done += 1
+
+        threading.Timer(0.2, finish).start()
+        return range(1000, 1000 + count)
+
+    @property
+    def burst_done(self) -> int:
+        return self.done
+
+
+def test_verify_waits_for_every_answer_and_counts_the_statements_that_reached_postgresql():
+    calls = iter([40, 140])
+    step = FaultStep(
+        "client.burst", "controller", {"op": "query", "count": 100, "relation": "v_post"}
+    )
+    load = Load()
+    fault = build_fault(step, None, None, 30, None, load=load, statements=lambda rel: next(calls))  # type: ignore[arg-type]
+    assert isinstance(fault, ClientBurstFault)
+    assert fault.inject()["mechanism"] == "client: operations sent at once"
+    check = fault.verify()
+    assert load.asked == [("query", 100)]
+    assert check["ok"]
+    assert check["evidence"] == (
+        "100 query sent at once, 100 answered or ended; "
+        "PostgreSQL ran 100 statement(s) naming v_post meanwhile"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"count": 0}, "params.count"),
+        ({"count": 10, "op": "subscription"}, "params.op"),
+        ({"count": 10, "relation": "v_post; DROP TABLE x"}, "params.relation"),
+        ({"count": 10, "share": 0.5}, "params.share"),
+    ],
+)
+def test_bad_burst_parameters_name_the_key(tmp_path, params, key):
+    path = tmp_path / "conc.example.yml"
+    path.write_text(
+        "id: conc.example\nphase: 4\ndescription: x\n"
+        f"faults: [{{kind: client.burst, host: controller, params: {params!r}}}]\n"
+        "load: {rate: 10}\nwindows: {hold_s: 5}\nexpect: {class: tolerate}\n"
+    )
+    with pytest.raises(ModelError) as err:
+        load_file(path)
+    assert f"faults[0].{key}" in str(err.value)
