@@ -258,7 +258,9 @@ class GraphQLLoad:
             if wait > 0:
                 await asyncio.sleep(wait / 1e9)
             kind = self._pick()
-            if self._in_flight >= self.settings.max_in_flight:
+            # The tasks not yet done, not _in_flight: a task created while catching up on
+            # the schedule has not started (nor counted itself) yet.
+            if len(tasks) >= self.settings.max_in_flight:
                 self._ops.append(
                     Operation(
                         index,

@@ -101,6 +101,10 @@ class Resource(ProgramFault):
         rmdir_up(path, stop=root)
 
 
+# How long verify waits for a queued restart to get past stopping the old process.
+RESTART_SETTLE_S = 20.0
+
+
 class Memory(Resource):
     """Memory cap. On cgroup v1 a moved process keeps its old charges, and a limit below
     current usage is refused (EBUSY) rather than enforced. With restart=true the cap is set
@@ -180,6 +184,14 @@ class Memory(Resource):
         artifacts = record["artifacts"]
         unit = artifacts["unit"]
         prop, wanted = next(iter(artifacts["unit_limit"].items()))
+        # The restart was queued: while the old process is still stopping (a server under
+        # load drains its connections) the cap cannot be in effect yet - wait for it.
+        settle = time.monotonic() + RESTART_SETTLE_S
+        while (
+            services.show(unit, "ActiveState").get("ActiveState") == "deactivating"
+            and time.monotonic() < settle
+        ):
+            time.sleep(0.2)
         shown = services.show(unit, "ControlGroup", "NRestarts", "ActiveState", prop)
         state = shown.get("ActiveState", "?")
         group = _unit_cgroup(shown.get("ControlGroup") or f"/system.slice/{unit}")
