@@ -47,7 +47,8 @@ def catalog_markdown(scenarios: Sequence[Any], outcomes: dict[str, str]) -> str:
         "runnable id, variants and sweep points included. *faults*: kind and target as the",
         "scenario states them; *time*: phase time of one attempt (settle + baseline + hold +",
         "recovery); *last outcome*: the verdict of the newest run under `runs/` that ran the",
-        "id, with the mechanism each fault used there.",
+        "id (a skip does not replace an earlier verdict), with the mechanism each fault used",
+        "and the FraiseQL line there.",
         "",
         f"{len(scenarios)} scenarios. Per suite, the phase time of one attempt of each (a",
         "skipped scenario takes none; retries and confirmations add attempts):",
@@ -84,7 +85,9 @@ def catalog_markdown(scenarios: Sequence[Any], outcomes: dict[str, str]) -> str:
 
 
 def outcomes_from_runs(runs_dir: Path) -> dict[str, str]:
-    """id -> its verdict in the newest journal under `runs_dir` that holds it."""
+    """id -> its verdict in the newest journal under `runs_dir` that holds it, with the
+    FraiseQL line it ran on. A `skipped` never replaces an earlier verdict: a cache
+    scenario skipped on a line without the cache keeps what the line with it measured."""
     from chaos_runner.results.records import read_journal
 
     journals = []
@@ -95,8 +98,13 @@ def outcomes_from_runs(runs_dir: Path) -> dict[str, str]:
             log.warning("%s", exc)
     journals.sort(key=lambda j: j.started_at or "")
     out: dict[str, str] = {}
+    verdicts: set[str] = set()
     for journal in journals:  # oldest first: a newer run overwrites
+        lines = sorted({str(a.get("version")) for a in journal.apps.values() if a.get("version")})
+        line = f"FraiseQL {', '.join(lines)}" if lines else ""
         for record in journal.scenarios:
+            if record.outcome == "skipped" and record.scenario in verdicts:
+                continue
             attempt = record.chosen()
             mechanisms = ", ".join(
                 dict.fromkeys(f"{f.kind}: {f.mechanism}" for f in attempt.faults)
@@ -104,8 +112,10 @@ def outcomes_from_runs(runs_dir: Path) -> dict[str, str]:
             text = record.outcome + (" (flaky)" if record.flaky else "")
             if record.outcome == "skipped" and record.reason:
                 text += f": {record.reason[:100]}"
+            else:
+                verdicts.add(record.scenario)
             out[record.scenario] = _md(
-                "; ".join(t for t in (text, mechanisms, journal.run_id) if t)
+                "; ".join(t for t in (text, mechanisms, line, journal.run_id) if t)
             )
     return out
 

@@ -34,8 +34,12 @@ def test_the_committed_catalog_document_is_current(capsys):
     assert capsys.readouterr().out == DOC.read_text(), f"docs/catalog.md is stale: {REGENERATE}"
 
 
-def _journal(runs: Path, run_id: str, started: str, outcomes: dict[str, str]) -> None:
+def _journal(
+    runs: Path, run_id: str, started: str, outcomes: dict[str, str], line: str | None = None
+) -> None:
     journal = Journal(run_id=run_id, started_at=started, schema_version=2)
+    if line:
+        journal.apps = {"app1": {"version": line}}
     for scenario, outcome in outcomes.items():
         attempt = {
             "scenario": scenario,
@@ -96,3 +100,21 @@ def test_the_default_listing_stays_the_table(capsys):
     assert main([*ARGS[:-2], "net.db-stopped"]) == 0
     out = capsys.readouterr().out
     assert out.split()[:7] == ["id", "phase", "expect", "faults", "suites", "time", "about"]
+
+
+def test_a_skip_keeps_the_earlier_verdict_and_the_line_is_named(tmp_path):
+    runs = tmp_path / "runs"
+    _journal(runs, "run-a", "2026-01-01T00:00:00+00:00", {"cache.x": "passed"}, line="0.5.3")
+    _journal(
+        runs,
+        "run-b",
+        "2026-02-01T00:00:00+00:00",
+        {"cache.x": "skipped", "net.c": "skipped"},
+        line="1.31.1",
+    )
+    outcomes = outcomes_from_runs(runs)
+    assert outcomes["cache.x"] == "passed; net.delay: nfqueue; FraiseQL 0.5.3; run-a"
+    assert (
+        outcomes["net.c"].startswith("skipped: no netem")
+        and "FraiseQL 1.31.1; run-b" in outcomes["net.c"]
+    )
