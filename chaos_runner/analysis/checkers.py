@@ -88,6 +88,9 @@ class Evidence:
     isolation: IsolationEvidence | None = None
     # Disjoint [start, end) spans in which a fault held (empty: the one fault window).
     fault_spans: list[tuple[int, int]] = field(default_factory=list)
+    # Operations signed with a key the JWKS withdrew (jwks.rotate), judged by their own
+    # check, never by the SLO or as bad tokens.
+    withdrawn_ops: list[Operation] = field(default_factory=list)
 
     def spans(self) -> list[tuple[int, int]]:
         """Where the fault held: the stages' own spans when known (a schedule may leave
@@ -503,6 +506,8 @@ def scoped(ev: Evidence) -> list[CheckResult]:
         )
     for kind in ev.expect.same_answers:
         out.append(_same_answers(ev, kind))
+    if ev.withdrawn_ops:
+        out.append(_withdrawn_key(ev))
     detect = ev.expect.detect
     if detect is not None:
         probes = [o for o in ev.side_ops if o.kind == detect.probe]
@@ -563,6 +568,45 @@ def _same_answers(ev: Evidence, kind: str) -> CheckResult:
             if wrong
             else ""
         ),
+    )
+
+
+def _withdrawn_key(ev: Evidence) -> CheckResult:
+    """Tokens under a key the JWKS no longer publishes are refused once `withdrawn_key_s`
+    have passed since the withdrawal (the fault's start); measured: how long after it the
+    last one was accepted."""
+    start = ev.fault_start_ns
+    limit_s = ev.expect.withdrawn_key_s
+    ops = ev.withdrawn_ops
+    accepted = [o for o in ops if o.outcome == "ok"]
+    stayed = (
+        None
+        if start is None or not accepted
+        else round((max(o.end_ns for o in accepted) - start) / NS_PER_S, 3)
+    )
+    cutoff = None if start is None else start + int(limit_s * NS_PER_S)
+    judged = [o for o in ops if cutoff is not None and o.start_ns >= cutoff]
+    late = [o for o in judged if o.outcome == "ok"]
+    refused = [o for o in judged if o.auth_rejected]
+    if not judged:
+        why = f"no withdrawn-key request later than {limit_s:g} s after the withdrawal"
+    elif late:
+        why = (
+            f"{len(late)}/{len(judged)} accepted later than {limit_s:g} s after the withdrawal;"
+            f" the last {stayed} s after it"
+        )
+    else:
+        why = f"{len(refused)}/{len(judged)} refused as an auth error" + (
+            f"; {len(judged) - len(refused)} failed otherwise: {examples(judged)}"
+            if len(refused) < len(judged)
+            else ""
+        )
+    return CheckResult(
+        "withdrawn key refused",
+        bool(judged) and not late and len(refused) == len(judged),
+        "never accepted" if stayed is None else f"accepted until {stayed} s after the withdrawal",
+        f"refused from {limit_s:g} s after the withdrawal on",
+        why,
     )
 
 

@@ -36,6 +36,7 @@ from chaos_runner.analysis.sampling import (
 )
 from chaos_runner.model.scenario import Scenario
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
+from chaos_runner.workload.tokens import WITHDRAWN
 
 if TYPE_CHECKING:
     from chaos_runner.analysis.ledger import GroupRows
@@ -178,7 +179,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
     end = t.first("recovery-end") or max((o.end_ns for o in seen.history), default=0)
     valid = service_ops(seen.history)
     side = [o for o in seen.history if o.token == "valid" and o.kind in SIDE_KINDS]
-    probes = [o for o in seen.history if o.token != "valid"]
+    probes = [o for o in seen.history if o.token not in ("valid", WITHDRAWN)]
+    withdrawn = [o for o in seen.history if o.token == WITHDRAWN]
     all_windows = windows(valid, seen.origin_ns, end, seen.window_ns)
     heal_end = t.first("heal-end")
     inject_start = t.first("inject-start")
@@ -205,6 +207,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         expect=doc.expect,
         valid_ops=valid,
         probe_ops=probes,
+        withdrawn_ops=withdrawn,
         windows=all_windows,
         baseline=seen.base,
         slo=seen.slo,
@@ -239,6 +242,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         "fail": sum(1 for o in seen.history if o.outcome == "fail"),
         "info": sum(1 for o in seen.history if o.outcome == "info"),
         "bad_token_requests": len(probes),
+        "withdrawn_key_requests": len(withdrawn),
         "bite_s": None
         if bite is None or bite_from is None
         else round((bite - bite_from) / NS_PER_S, 3),

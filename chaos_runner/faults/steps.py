@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from chaos_runner.faults.channel import FaultClient, FaultSpec
+from chaos_runner.faults.channel import FaultClient, FaultSpec, rotated_jwks
 from chaos_runner.model.scenario import FaultStep
 from chaos_runner.target.roles import resolve_params
 from chaos_runner.workload.tokens import TokenSwitch
@@ -111,6 +111,50 @@ class ClientTokenFault:
         return {"id": self.id, "healed": True}
 
 
+class JwksRotation:
+    """jwks.rotate: the signing key is rotated at the JWKS host. A new key is made on the
+    controller and the host publishes it (alone, or after the old one with `keep_old`)
+    through the agent's jwks.publish; from then on the load signs with the new key, except
+    a `withdrawn_share` of the operations that keeps the replaced key (label
+    WITHDRAWN). Heal puts the previous document back, the load the old key, and removes
+    the new key's file."""
+
+    def __init__(
+        self, step: FaultStep, client: FaultClient, switch: TokenSwitch, ttl_s: float, ansible: Any
+    ) -> None:
+        self.step = step
+        self.switch = switch
+        self.pki_dir = client.state.settings.state_dir / "pki"
+        self.kid = f"chaos-rotated-{uuid.uuid4().hex[:8]}"
+        self.old_kid = switch.minter.active_kid()
+        self.publish = AgentFault(
+            FaultStep("jwks.publish", step.host, {"document": {"keys": []}}), client, ttl_s, ansible
+        )
+        self.host = self.publish.host
+        self.id = self.publish.id
+
+    def inject(self) -> dict[str, Any]:
+        keep = [self.old_kid] if self.step.params.get("keep_old") else []
+        document = rotated_jwks(self.pki_dir, self.kid, keep)
+        self.publish.step = FaultStep("jwks.publish", self.step.host, {"document": document})
+        answer = dict(self.publish.inject())
+        self.switch.rotate(self.kid, float(self.step.params.get("withdrawn_share", 0.25)))
+        answer["mechanism"] = (
+            f"{answer.get('mechanism')}: {self.kid} published, {self.old_kid} "
+            + ("kept" if keep else "withdrawn")
+        )
+        return answer
+
+    def verify(self) -> dict[str, Any]:
+        return self.publish.verify()
+
+    def heal(self) -> dict[str, Any]:
+        self.switch.unrotate()
+        answer = self.publish.heal()
+        (self.pki_dir / "jwt" / f"{self.kid}.key").unlink(missing_ok=True)
+        return answer
+
+
 class Burst(Protocol):
     def burst(self, kind: str, count: int) -> range: ...
 
@@ -181,6 +225,8 @@ def build_fault(
     statements: Callable[[str], int] | None = None,
     deadline_s: float = 15.0,
 ) -> Fault:
+    if step.kind == "jwks.rotate":
+        return JwksRotation(step, client, switch, step.ttl_s or ttl_s, ansible)
     if step.kind == "client.burst":
         if load is None:
             raise ValueError("client.burst needs the running load")

@@ -50,6 +50,8 @@ BAD_TOKENS = (
     "wrong-audience",
 )
 CLIENT_FAULTS = ("client.bad-token", "client.burst")
+# Faults the runner composes from an agent kind and the load (chaos_runner.faults.steps).
+RUNNER_KINDS = ("jwks.rotate",)
 # Result caches an app record can name (roles/fraiseql: fraiseql_cache).
 CACHES = ("redis", "postgresql")
 # Fault kinds that act once and leave nothing to heal: the only ones `prepare` may run.
@@ -183,6 +185,10 @@ class Expect:
     # baseline saw: corrupted or stale data served as an answer is caught here.
     same_answers: list[str] = field([], check=_answer_kinds_check)
     detect: Detect | None = None
+    # jwks.rotate: a token under the withdrawn key must be refused from this many seconds
+    # after the withdrawal on (FraiseQL has fetched the new document by then: the new key
+    # is accepted).
+    withdrawn_key_s: float = field(10.0, check=positive)
     # Isolation anomalies the scenario's level permits (documented behaviour: reported,
     # not a deviation), e.g. [lost-update, write-skew] at READ COMMITTED. Only what
     # PostgreSQL documents for the level in effect is ever tolerated.

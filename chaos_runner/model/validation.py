@@ -118,6 +118,9 @@ def _fault_check(
     if client:
         _client_fault_check(step, source, key)
         return
+    if step.kind == "jwks.rotate":
+        _rotate_check(step, source, key)
+        return
     params = {}
     for name, value in step.params.items():
         if looks_like_reference(value):
@@ -202,3 +205,21 @@ def _burst_check(step: FaultStep, source: str, key: str) -> None:
             f"{key}.params.relation",
             f"expected a relation name like v_post, got {relation!r}",
         )
+
+
+def _rotate_check(step: FaultStep, source: str, key: str) -> None:
+    allowed = {"withdrawn_share", "keep_old"}
+    unknown = sorted(set(step.params) - allowed)
+    if unknown:
+        raise ModelError(
+            source,
+            f"{key}.params.{unknown[0]}",
+            f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
+        )
+    share = step.params.get("withdrawn_share", 0.25)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ModelError(
+            source, f"{key}.params.withdrawn_share", f"expected a number in (0, 1], got {share!r}"
+        )
+    if not isinstance(step.params.get("keep_old", False), bool):
+        raise ModelError(source, f"{key}.params.keep_old", "expected true or false")

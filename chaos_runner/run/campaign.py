@@ -21,7 +21,7 @@ from chaos_runner.ansible import run_playbook
 from chaos_runner.errors import PlaybookFailed
 from chaos_runner.faults.channel import FaultClient, FaultSpec
 from chaos_runner.model.config import RunnerConfig
-from chaos_runner.model.scenario import Scenario
+from chaos_runner.model.scenario import RUNNER_KINDS, Scenario
 from chaos_runner.reports.summary import exit_code, table, write_reports
 from chaos_runner.results.records import (
     SCHEMA_VERSION,
@@ -194,7 +194,7 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
     failures = 0
     for scenario in scenarios:
         for i, step in enumerate(scenario.all_faults()):
-            if step.kind.startswith("client."):
+            if step.kind.startswith("client.") or step.kind in RUNNER_KINDS:
                 print(
                     f"{scenario.id}: {step.kind} runs in the controller (nothing to check)",
                     file=stream,

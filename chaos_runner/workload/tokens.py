@@ -127,17 +127,37 @@ def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
     return f"Bearer {token}"
 
 
+# The label of operations sent with a token under a key the JWKS no longer publishes.
+WITHDRAWN = "withdrawn-key"
+
+
 class TokenSwitch:
     """The load's token policy: valid tokens, or (while a client fault holds) bad ones for a
     share of the chosen operation kinds, cycling through the bad kinds."""
 
     def __init__(self, minter: TokenMinter, ttl_s: int) -> None:
         self.minter = minter
+        self.ttl_s = ttl_s
         self.valid = f"Bearer {minter.mint(subject='chaos-runner', ttl_s=ttl_s)}"
         self.bad: list[tuple[str, str | None]] = []
         self.every = 1
         self.ops: set[str] = set()
         self.sent = 0
+        # After a key rotation: the token under the withdrawn key, sent for every
+        # `withdrawn_every`-th operation (label WITHDRAWN); the rest use the new key.
+        self.withdrawn: str | None = None
+        self.withdrawn_every = 1
+
+    def rotate(self, kid: str, withdrawn_share: float) -> None:
+        """From now on the valid token is signed with `kid`; a share of the operations
+        keeps the token under the key it replaced."""
+        self.withdrawn = self.valid
+        self.withdrawn_every = max(1, round(1 / withdrawn_share))
+        self.valid = f"Bearer {self.minter.mint(subject='chaos-runner', ttl_s=self.ttl_s, kid=kid)}"
+
+    def unrotate(self) -> None:
+        if self.withdrawn is not None:
+            self.valid, self.withdrawn = self.withdrawn, None
 
     def activate(self, tokens: list[str], share: float, ops: list[str]) -> None:
         self.bad = [(t, bad_authorization(t, self.minter)) for t in tokens]
@@ -152,4 +172,7 @@ class TokenSwitch:
         if bad and kind in self.ops and index % self.every == 0:
             self.sent += 1
             return bad[(index // self.every) % len(bad)]
+        withdrawn = self.withdrawn
+        if withdrawn is not None and index % self.withdrawn_every == 0:
+            return WITHDRAWN, withdrawn
         return "valid", self.valid
