@@ -156,7 +156,7 @@ class JwksRotation:
 
 
 class Burst(Protocol):
-    def burst(self, kind: str, count: int) -> range: ...
+    def burst(self, kind: str, count: int, rate: float | None = None) -> range: ...
 
     @property
     def burst_done(self) -> int: ...
@@ -164,9 +164,10 @@ class Burst(Protocol):
 
 class ClientBurstFault:
     """client.burst: `count` operations of one kind sent at once on top of the load (a
-    stampede, a pool saturated). Verify waits for every answer (at most the client's
-    deadline) and, with `relation`, reports how many statements naming it reached
-    PostgreSQL meanwhile (pg_stat_statements)."""
+    stampede, a pool saturated), or spread at `rate` per second (a flood). Verify waits for
+    every answer (at most the client's deadline after the last is due) and, with
+    `relation`, reports how many statements naming it reached PostgreSQL meanwhile
+    (pg_stat_statements)."""
 
     host = "controller"
 
@@ -193,18 +194,27 @@ class ClientBurstFault:
             self._calls_before = self.statements(relation)
         self._done_before = self.load.burst_done
         self._count = int(p["count"])
-        self.load.burst(str(p.get("op", "query")), self._count)
-        return {"id": self.id, "mechanism": "client: operations sent at once", "host": "controller"}
+        rate = p.get("rate")
+        self.load.burst(str(p.get("op", "query")), self._count, float(rate) if rate else None)
+        how = f"{rate:g} per second" if rate else "at once"
+        return {"id": self.id, "mechanism": f"client: operations sent {how}", "host": "controller"}
 
     def verify(self) -> dict[str, Any]:
+        """A burst: every answer (at most the client's deadline). A flood (`rate`): its
+        first answer - the flood goes on through the hold, whose checks must keep running."""
+        rate = self.step.params.get("rate")
+        wanted = 1 if rate else self._count
         deadline = time.monotonic() + self.deadline_s + 2
-        while self.load.burst_done - self._done_before < self._count:
+        while self.load.burst_done - self._done_before < wanted:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         done = self.load.burst_done - self._done_before
         op = self.step.params.get("op", "query")
-        evidence = f"{self._count} {op} sent at once, {done} answered or ended"
+        if rate:
+            evidence = f"{self._count} {op} at {rate:g} per second: {done} ended so far"
+        else:
+            evidence = f"{self._count} {op} sent at once, {done} answered or ended"
         relation = self.step.params.get("relation")
         if self._calls_before is not None and relation and self.statements is not None:
             reached = self.statements(relation) - self._calls_before

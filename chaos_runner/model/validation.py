@@ -180,7 +180,7 @@ def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
 def _burst_check(step: FaultStep, source: str, key: str) -> None:
     from chaos_runner.workload.operations import OP_KINDS
 
-    allowed = {"op", "count", "relation"}
+    allowed = {"op", "count", "relation", "rate"}
     unknown = sorted(set(step.params) - allowed)
     if unknown:
         raise ModelError(
@@ -189,9 +189,16 @@ def _burst_check(step: FaultStep, source: str, key: str) -> None:
             f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
         )
     count = step.params.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4000:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
         raise ModelError(
-            source, f"{key}.params.count", f"expected a whole number 1-4000, got {count!r}"
+            source, f"{key}.params.count", f"expected a whole number 1-100000, got {count!r}"
+        )
+    rate = step.params.get("rate")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1 <= rate <= 5000
+    ):
+        raise ModelError(
+            source, f"{key}.params.rate", f"expected operations per second 1-5000, got {rate!r}"
         )
     op = step.params.get("op", "query")
     if op not in OP_KINDS:

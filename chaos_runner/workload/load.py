@@ -160,6 +160,7 @@ class GraphQLLoad:
         # Burst operations take indices after the load's own (op ids stay unique).
         self._next_burst = settings.max_ops
         self._burst_done = 0
+        self._last_due = 0
 
     # ------------------------------------------------------------ LoadDriver
     def start(self) -> None:
@@ -181,10 +182,11 @@ class GraphQLLoad:
     def history(self) -> History:
         return History(sorted(self._ops, key=lambda o: o.start_ns))
 
-    def burst(self, kind: str, count: int) -> range:
-        """`count` operations of `kind` due at once, on top of the load (each takes an idle
-        connection or opens its own); returns their indices. Recorded like every other
-        operation; `burst_done` counts the finished ones."""
+    def burst(self, kind: str, count: int, rate: float | None = None) -> range:
+        """`count` operations of `kind` on top of the load, due at once or, with `rate`,
+        spread at that many per second (a flood); each takes an idle connection or opens
+        its own. Returns their indices. Recorded like every other operation (latency from
+        the due time); `burst_done` counts the finished ones."""
         if kind not in OP_KINDS:
             raise LoadError(f"unknown operation kind {kind!r}")
         loop = self._loop
@@ -192,16 +194,23 @@ class GraphQLLoad:
             raise LoadError("the load is not running: a burst rides on a running load")
         indices = range(self._next_burst, self._next_burst + count)
         self._next_burst += count
+        step_s = 0.0 if not rate else 1 / rate
+        self._last_due = max(self._last_due, time.monotonic_ns() + int(count * step_s * 1e9))
+
+        step = 0 if not rate else int(1e9 / rate)
 
         def send() -> None:
-            due = time.monotonic_ns()
-            for index in indices:
-                task = asyncio.create_task(self._burst_one(index, kind, due))
+            now = time.monotonic_ns()
+            for i, index in enumerate(indices):
+                task = asyncio.create_task(self._burst_one(index, kind, now + i * step))
                 self._bursts.add(task)
                 task.add_done_callback(self._bursts.discard)
 
         loop.call_soon_threadsafe(send)
         return indices
+
+    def _burst_tail_s(self) -> float:
+        return self.settings.timeout_s + 1 + max(0.0, (self._last_due - time.monotonic_ns()) / 1e9)
 
     @property
     def burst_done(self) -> int:
@@ -209,6 +218,9 @@ class GraphQLLoad:
 
     async def _burst_one(self, index: int, kind: str, due_ns: int) -> None:
         try:
+            wait = due_ns - time.monotonic_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
             await self._one(index, kind, due_ns)
         finally:
             self._burst_done += 1
@@ -240,7 +252,8 @@ class GraphQLLoad:
             else:
                 await self._closed_loop(deadline)
             if self._bursts:
-                await asyncio.wait(set(self._bursts), timeout=self.settings.timeout_s + 1)
+                # A flood may still be due: its operations must be sent, then answered.
+                await asyncio.wait(set(self._bursts), timeout=self._burst_tail_s())
         finally:
             for conn in self._idle:
                 conn.close()

@@ -109,6 +109,8 @@ class OperationParams:
     slow_s: float = checked(2.0, check=between(0, 600))  # slow: seconds in PostgreSQL
     large_limit: int = checked(1000, check=between(1, 10_000))  # large: rows (10,000 seeded)
     invalid_depth: int = checked(64, check=between(2, 10_000))  # invalid depth: nesting
+    # invalid: every request of this variant (default: the variants in turn).
+    invalid_variant: Literal["syntax", "unknown-field", "depth", "fragment-cycle"] | None = None
     isolation: Isolation = "read_committed"  # transfer, snapshot_read
     transfer_mode: Literal["move", "withdraw"] = "move"  # withdraw: money leaves the group
     transfer_amount: int = checked(10, check=between(1, 1_000_000_000))
@@ -210,7 +212,7 @@ def request_for(kind: str, index: int, settings: LoadSettings) -> OpRequest:
     if kind == "large":
         return _graphql(LARGE, {"limit": params.large_limit})
     if kind == "invalid":
-        variant = INVALID_VARIANTS[index % len(INVALID_VARIANTS)]
+        variant = params.invalid_variant or INVALID_VARIANTS[index % len(INVALID_VARIANTS)]
         query = _deep(params.invalid_depth) if variant == "depth" else INVALID[variant]
         return _graphql(query, detail={"variant": variant})
     if kind == "introspection":

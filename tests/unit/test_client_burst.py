@@ -18,8 +18,8 @@ class Load:
         self.asked: list[tuple[str, int]] = []
         self.done = 0
 
-    def burst(self, kind: str, count: int) -> range:
-        self.asked.append((kind, count))
+    def burst(self, kind: str, count: int, rate: float | None = None) -> range:
+        self.asked.append((kind, count) if rate is None else (kind, count, rate))
 
         def finish() -> None:
             for _ in range(count):
@@ -70,3 +70,13 @@ def test_bad_burst_parameters_name_the_key(tmp_path, params, key):
     with pytest.raises(ModelError) as err:
         load_file(path)
     assert f"faults[0].{key}" in str(err.value)
+
+
+def test_a_flood_is_verified_by_its_first_answer_so_the_hold_goes_on():
+    step = FaultStep("client.burst", "controller", {"op": "invalid", "count": 5000, "rate": 1000})
+    load = Load()
+    fault = build_fault(step, None, None, 30, None, load=load)  # type: ignore[arg-type]
+    assert fault.inject()["mechanism"] == "client: operations sent 1000 per second"
+    check = fault.verify()  # returns once one has ended, not after 5 s of flood
+    assert load.asked == [("invalid", 5000, 1000.0)]
+    assert check["ok"] and check["evidence"].startswith("5000 invalid at 1000 per second: ")

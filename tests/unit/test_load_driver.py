@@ -246,3 +246,20 @@ def test_the_in_flight_limit_holds_while_the_open_loop_catches_up(server):
         peak = max(peak, in_flight)
     assert 1 <= peak <= 10, peak
     assert len(sent) < len(ops)  # the rest were refused by the limit, and recorded
+
+
+def test_a_flood_spreads_its_operations_at_its_rate(server):
+    load = GraphQLLoad(
+        LoadSettings(url=server, mode="open", rate=5, max_duration_s=0.5, max_ops=100,
+                     mix=(("query", 1.0),)),
+        GUARD,
+        static_policy("Bearer t"),
+    )  # fmt: skip
+    load.start()
+    time.sleep(0.1)
+    indices = load.burst("query", 40, rate=50)  # 0.8 s of flood: past the load's own end
+    load.wait()
+    flood = sorted((o for o in load.history() if o.index in indices), key=lambda o: o.index)
+    assert len(flood) == 40 and all(o.outcome == "ok" for o in flood)
+    steps = {b.start_ns - a.start_ns for a, b in itertools.pairwise(flood)}
+    assert steps == {20_000_000}  # due 20 ms apart, whatever the server did

@@ -536,3 +536,14 @@ def test_reads_keep_a_digest_of_their_answer_and_equal_answers_share_it():
     )
     assert other.detail is not None and other.detail["answer"] != one.detail["answer"]
     assert judge("mutation", 200, '{"data": {"x": {"ok": true}}}').detail is None
+
+
+def test_invalid_requests_can_all_be_one_variant():
+    from chaos_runner.workload.operations import INVALID_VARIANTS, OperationParams
+
+    mixed = LoadSettings(url="http://127.0.0.1:1")
+    assert {request_for("invalid", i, mixed).detail["variant"] for i in range(8)} == set(
+        INVALID_VARIANTS
+    )
+    one = LoadSettings(url="http://127.0.0.1:1", params=OperationParams(invalid_variant="syntax"))
+    assert {request_for("invalid", i, one).detail["variant"] for i in range(8)} == {"syntax"}
