@@ -154,24 +154,13 @@ def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
     if step.kind == "client.burst":
         _burst_check(step, source, key)
         return
-    allowed = {"tokens", "share", "ops"}
-    unknown = sorted(set(step.params) - allowed)
-    if unknown:
-        raise ModelError(
-            source,
-            f"{key}.params.{unknown[0]}",
-            f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
-        )
+    _only_params(step, source, key, {"tokens", "share", "ops"})
     tokens = step.params.get("tokens")
     if not isinstance(tokens, list) or not tokens or any(t not in BAD_TOKENS for t in tokens):
         raise ModelError(
             source, f"{key}.params.tokens", f"expected a non-empty list of {', '.join(BAD_TOKENS)}"
         )
-    share = step.params.get("share", 1.0)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ModelError(
-            source, f"{key}.params.share", f"expected a number in (0, 1], got {share!r}"
-        )
+    _share_param(step, source, key, "share", 1.0)
     ops = step.params.get("ops", list(OP_KINDS))
     if not isinstance(ops, list) or any(o not in OP_KINDS for o in ops):
         raise ModelError(source, f"{key}.params.ops", f"expected a list of {', '.join(OP_KINDS)}")
@@ -180,14 +169,7 @@ def _client_fault_check(step: FaultStep, source: str, key: str) -> None:
 def _burst_check(step: FaultStep, source: str, key: str) -> None:
     from chaos_runner.workload.operations import OP_KINDS
 
-    allowed = {"op", "count", "relation", "rate"}
-    unknown = sorted(set(step.params) - allowed)
-    if unknown:
-        raise ModelError(
-            source,
-            f"{key}.params.{unknown[0]}",
-            f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
-        )
+    _only_params(step, source, key, {"op", "count", "relation", "rate"})
     count = step.params.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
         raise ModelError(
@@ -215,7 +197,13 @@ def _burst_check(step: FaultStep, source: str, key: str) -> None:
 
 
 def _rotate_check(step: FaultStep, source: str, key: str) -> None:
-    allowed = {"withdrawn_share", "keep_old"}
+    _only_params(step, source, key, {"withdrawn_share", "keep_old"})
+    _share_param(step, source, key, "withdrawn_share", 0.25)
+    if not isinstance(step.params.get("keep_old", False), bool):
+        raise ModelError(source, f"{key}.params.keep_old", "expected true or false")
+
+
+def _only_params(step: FaultStep, source: str, key: str, allowed: set[str]) -> None:
     unknown = sorted(set(step.params) - allowed)
     if unknown:
         raise ModelError(
@@ -223,10 +211,11 @@ def _rotate_check(step: FaultStep, source: str, key: str) -> None:
             f"{key}.params.{unknown[0]}",
             f"unknown parameter (allowed: {', '.join(sorted(allowed))})",
         )
-    share = step.params.get("withdrawn_share", 0.25)
+
+
+def _share_param(step: FaultStep, source: str, key: str, name: str, default: float) -> None:
+    share = step.params.get(name, default)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise ModelError(
-            source, f"{key}.params.withdrawn_share", f"expected a number in (0, 1], got {share!r}"
+            source, f"{key}.params.{name}", f"expected a number in (0, 1], got {share!r}"
         )
-    if not isinstance(step.params.get("keep_old", False), bool):
-        raise ModelError(source, f"{key}.params.keep_old", "expected true or false")

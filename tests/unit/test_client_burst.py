@@ -61,15 +61,20 @@ def test_verify_waits_for_every_answer_and_counts_the_statements_that_reached_po
     ],
 )
 def test_bad_burst_parameters_name_the_key(tmp_path, params, key):
+    assert f"faults[0].{key}" in refusal(tmp_path, "client.burst", "controller", params)
+
+
+def refusal(tmp_path, kind: str, host: str, params: dict) -> str:
+    """The ModelError of a scenario with one fault `kind` on `host` with `params`."""
     path = tmp_path / "conc.example.yml"
     path.write_text(
         "id: conc.example\nphase: 4\ndescription: x\n"
-        f"faults: [{{kind: client.burst, host: controller, params: {params!r}}}]\n"
+        f"faults: [{{kind: {kind}, host: '{host}', params: {params!r}}}]\n"
         "load: {rate: 10}\nwindows: {hold_s: 5}\nexpect: {class: tolerate}\n"
     )
     with pytest.raises(ModelError) as err:
         load_file(path)
-    assert f"faults[0].{key}" in str(err.value)
+    return str(err.value)
 
 
 def test_a_flood_is_verified_by_its_first_answer_so_the_hold_goes_on():

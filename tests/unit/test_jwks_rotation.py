@@ -11,11 +11,11 @@ import pytest
 
 from chaos_runner.analysis.checkers import scoped
 from chaos_runner.faults.steps import JwksRotation, build_fault
-from chaos_runner.model.build import ModelError
-from chaos_runner.model.scenario import FaultStep, load_file
+from chaos_runner.model.scenario import FaultStep
 from chaos_runner.target.pki import load_or_create_signing_key
 from chaos_runner.workload.tokens import WITHDRAWN, TokenMinter, TokenSwitch
 from tests.unit.test_checkers import by_name, evidence, op
+from tests.unit.test_client_burst import refusal
 
 
 @pytest.fixture
@@ -129,12 +129,4 @@ def test_withdrawn_key_operations_are_not_bad_tokens_nor_service_load():
     ],
 )
 def test_bad_rotation_parameters_name_the_key(tmp_path, params, key):
-    path = tmp_path / "auth.example.yml"
-    path.write_text(
-        "id: auth.example\nphase: 3\ndescription: x\n"
-        f"faults: [{{kind: jwks.rotate, host: '@auth', params: {params!r}}}]\n"
-        "load: {rate: 10}\nwindows: {hold_s: 5}\nexpect: {class: tolerate}\n"
-    )
-    with pytest.raises(ModelError) as err:
-        load_file(path)
-    assert f"faults[0].params.{key}" in str(err.value)
+    assert f"faults[0].params.{key}" in refusal(tmp_path, "jwks.rotate", "@auth", params)

@@ -95,15 +95,21 @@ class Client:
         return {"healed": True}
 
 
-def test_prepare_runs_each_step_inject_verify_heal_and_records_it(tmp_path, monkeypatch):
+def prepared_attempt(tmp_path, monkeypatch, ok: bool):
+    """An attempt of a scenario that restarts the app first, and the agent it talks to."""
     loaded = _doc(
         tmp_path,
         'prepare:\n  - {kind: proc.restart, host: "@app", params: {program: fraiseql}}\n',
     )
     monkeypatch.setattr("chaos_runner.faults.steps.resolve_params", lambda p, roles: p)
-    client = Client(_state("0.5.3", "redis"), ok=True)
+    client = Client(_state("0.5.3", "redis"), ok=ok)
     attempt = attempt_on(client.state, faults=client)
     attempt.scenario, attempt.doc = loaded, loaded.doc
+    return attempt, client
+
+
+def test_prepare_runs_each_step_inject_verify_heal_and_records_it(tmp_path, monkeypatch):
+    attempt, client = prepared_attempt(tmp_path, monkeypatch, ok=True)
     attempt.prepare()
     assert client.calls == [("inject", "proc.restart"), ("verify", "app1"), ("heal", "app1")]
     (prepared,) = attempt.result["prepared"]
@@ -112,14 +118,7 @@ def test_prepare_runs_each_step_inject_verify_heal_and_records_it(tmp_path, monk
 
 
 def test_a_prepare_step_that_did_not_take_stops_the_attempt(tmp_path, monkeypatch):
-    loaded = _doc(
-        tmp_path,
-        'prepare:\n  - {kind: proc.restart, host: "@app", params: {program: fraiseql}}\n',
-    )
-    monkeypatch.setattr("chaos_runner.faults.steps.resolve_params", lambda p, roles: p)
-    client = Client(_state("0.5.3", "redis"), ok=False)
-    attempt = attempt_on(client.state, faults=client)
-    attempt.scenario, attempt.doc = loaded, loaded.doc
+    attempt, client = prepared_attempt(tmp_path, monkeypatch, ok=False)
     with pytest.raises(StopAttempt) as stop:
         attempt.prepare()
     assert stop.value.outcome == "baseline-not-met"
