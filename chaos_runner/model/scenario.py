@@ -95,11 +95,20 @@ def _line_check(value: str | None) -> str | None:
     return None
 
 
-def _caches_check(names: list[str]) -> tuple[str, str] | None:
-    for i, name in enumerate(names):
-        if name not in CACHES:
-            return f"[{i}]", f"unknown result cache {name!r} (known: {', '.join(CACHES)})"
-    return None
+def _members(allowed: tuple[str, ...], refusal: str) -> Any:
+    """A list check: every item one of `allowed`; `refusal` formats the first that is not
+    ({item!r}, {allowed})."""
+
+    def check(items: list[str]) -> tuple[str, str] | None:
+        for i, item in enumerate(items):
+            if item not in allowed:
+                return f"[{i}]", refusal.format(item=item, allowed=", ".join(allowed))
+        return None
+
+    return check
+
+
+_caches_check = _members(CACHES, "unknown result cache {item!r} (known: {allowed})")
 
 
 @dataclass(frozen=True)
@@ -139,11 +148,7 @@ def _kinds_check(kinds: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def _answer_kinds_check(kinds: list[str]) -> tuple[str, str] | None:
-    for i, kind in enumerate(kinds):
-        if kind not in ANSWER_KINDS:
-            return f"[{i}]", f"{kind!r} keeps no answer digest (only {', '.join(ANSWER_KINDS)})"
-    return None
+_answer_kinds_check = _members(ANSWER_KINDS, "{item!r} keeps no answer digest (only {allowed})")
 
 
 def _anomalies_check(names: list[str]) -> tuple[str, str] | None:
@@ -225,16 +230,13 @@ class Requires:
 
 
 @dataclass(frozen=True)
-class PrepareStep:
+class PrepareStep(FaultStep):
     """A one-shot step before the load starts, only on an app that meets `when`."""
 
-    kind: str
-    host: str
-    params: dict[str, Any] = field({})
     when: Requires = field(Requires())
 
     def step(self) -> FaultStep:
-        return FaultStep(self.kind, self.host, dict(self.params))
+        return FaultStep(self.kind, self.host, dict(self.params), self.ttl_s)
 
 
 @dataclass(frozen=True)
