@@ -251,8 +251,29 @@ def tolerate(ev: Evidence) -> list[CheckResult]:
         )
     )
     out.append(_p95_during_fault(ev, ops))
+    if e.p50_factor is not None:
+        out.append(_p50_during_fault(ev, ops, e.p50_factor))
     out.append(_throughput_during_fault(ev))
     return out
+
+
+def _p50_during_fault(ev: Evidence, ops: list[Operation], factor: float) -> CheckResult:
+    base = ev.baseline.p50_ms
+    p50 = ok_latency_ms(ops, 50)
+    expected = (
+        "<= ?" if base is None else f"<= {base * factor:.2f} ({factor:g} x baseline {base:.2f} ms)"
+    )
+    why = (
+        "no successful baseline operation: no p50 to compare"
+        if base is None
+        else NO_FAULT_OPS
+        if not ops
+        else "no successful operation during the fault: p50 not measured"
+        if p50 is None
+        else ""
+    )
+    ok = base is not None and p50 is not None and p50 <= base * factor
+    return CheckResult("p50 during fault (ms)", ok, p50, expected, why)
 
 
 def _p95_during_fault(ev: Evidence, ops: list[Operation]) -> CheckResult:

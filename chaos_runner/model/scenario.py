@@ -177,6 +177,9 @@ class Expect:
     crashes: int = field(0, check=at_least(0))
     p95_factor: float = field(3.0, check=positive)
     p95_budget_ms: float | None = field(None, check=positive)
+    # Also judge the median: p50 during the fault <= p50_factor x the baseline's (a small
+    # overhead, such as a scrape, shows in the median long before the tail).
+    p50_factor: float | None = field(None, check=positive)
     throughput_min: float = field(0.8, check=between(0, 1))
     max_error_rate: float = field(0.0, check=between(0, 1))
     error_clarity: float = field(1.0, check=between(0, 1))

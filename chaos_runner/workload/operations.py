@@ -84,8 +84,10 @@ OP_KINDS = (
     "introspection",
     "transfer",
     "snapshot_read",
+    "metrics",
 )
-PROBE_PATHS = {"health": "/health", "ready": "/ready"}
+# GETs beside the GraphQL load: liveness, readiness and the Prometheus scrape.
+PROBE_PATHS = {"health": "/health", "ready": "/ready", "metrics": "/metrics"}
 WRITE_KINDS = frozenset({"mutation", "increment", "transfer"})
 # Failures of these are the expected answer, not errors of the system under test.
 EXPECTED_REFUSAL_KINDS = frozenset({"invalid"})

@@ -794,3 +794,17 @@ def test_answers_as_in_the_baseline_pass_and_nothing_to_compare_fails():
     )
     none_after = same_answers(base)
     assert not none_after.ok and none_after.detail == "no successful query answer from the fault on"
+
+
+def test_the_median_is_judged_only_when_asked_and_against_the_baseline_median():
+    # Baseline p50 10 ms; during the fault: 10, 12, 14, 16, 18, 20, 22, 60 -> p50 = 16 ms.
+    assert "p50 during fault (ms)" not in by_name(tolerate(evidence("tolerate")))
+    tight = by_name(tolerate(evidence("tolerate", expect={"p50_factor": 1.05})))
+    p50 = tight["p50 during fault (ms)"]
+    assert (p50.ok, p50.measured, p50.expected) == (
+        False,
+        16.0,
+        "<= 10.50 (1.05 x baseline 10.00 ms)",
+    )
+    loose = by_name(tolerate(evidence("tolerate", expect={"p50_factor": 1.6})))
+    assert loose["p50 during fault (ms)"].ok
