@@ -91,6 +91,8 @@ class Evidence:
     # Operations signed with a key the JWKS withdrew (jwks.rotate), judged by their own
     # check, never by the SLO or as bad tokens.
     withdrawn_ops: list[Operation] = field(default_factory=list)
+    # When the first fault's inject began (its harm may come before `fault_start_ns`).
+    inject_ns: int | None = None
 
     def spans(self) -> list[tuple[int, int]]:
         """Where the fault held: the stages' own spans when known (a schedule may leave
@@ -559,10 +561,12 @@ def scoped(ev: Evidence) -> list[CheckResult]:
 
 
 def _same_answers(ev: Evidence, kind: str) -> CheckResult:
-    """Every successful `kind` answer from the fault's start to the end of the history
+    """Every successful `kind` answer from the first inject to the end of the history
     (corruption may outlive the heal) is one the baseline saw."""
     ops = [o for o in ev.valid_ops if o.kind == kind and o.outcome == "ok"]
-    start = ev.fault_start_ns
+    # The reference is what ended before the first inject began: a corruption is written
+    # during the inject, before the fault is said to hold.
+    start = ev.inject_ns if ev.inject_ns is not None else ev.fault_start_ns
 
     def digest(o: Operation) -> str | None:
         return (o.detail or {}).get("answer")

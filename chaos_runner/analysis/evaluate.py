@@ -71,9 +71,10 @@ class Observed:
 # Operations outside the service load: probes and invalid GraphQL (expected refusals).
 SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS})
 # Faults that do their harm while being injected: a service-layer restart returns once the
-# program runs again and a SIGKILL or one round of terminations is over at once, so their
-# window opens at the inject, not at `fault-holding`.
-ONE_SHOT_KINDS = ("proc.restart", "proc.kill", "pg.crash")
+# program runs again and a SIGKILL or one round of terminations is over at once, and a
+# client burst may be sent before its inject returns, so their window opens at the inject,
+# not at `fault-holding`.
+IMMEDIATE_KINDS = ("proc.restart", "proc.kill", "pg.crash", "client.burst")
 
 
 def service_ops(ops: Iterable[Operation]) -> list[Operation]:
@@ -87,11 +88,11 @@ def service_ops(ops: Iterable[Operation]) -> list[Operation]:
 
 
 def one_shot(fault: dict[str, Any]) -> bool:
-    """A fault that does its harm while being injected (see ONE_SHOT_KINDS; a single round
+    """A fault that does its harm while being injected (see IMMEDIATE_KINDS; a single round
     of pg.terminate too)."""
     kind = fault.get("kind")
     single_terminate = kind == "pg.terminate" and not (fault.get("params") or {}).get("interval_ms")
-    return kind in ONE_SHOT_KINDS or single_terminate
+    return kind in IMMEDIATE_KINDS or single_terminate
 
 
 def fault_window(
@@ -208,6 +209,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         valid_ops=valid,
         probe_ops=probes,
         withdrawn_ops=withdrawn,
+        inject_ns=bite_from,
         windows=all_windows,
         baseline=seen.base,
         slo=seen.slo,

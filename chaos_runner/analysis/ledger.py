@@ -8,6 +8,7 @@ as the lab's admin role, so a fault on the app's path does not blind the checker
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -112,8 +113,9 @@ class LedgerStore:
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                "WHERE query LIKE %s AND query NOT LIKE %s",
-                (f"%{relation}%", "%pg_stat_statements%"),
+                "WHERE query ~ %s AND query NOT LIKE %s",
+                # The name as a whole word (v_post, "v_post"; not v_posts or v_post_x).
+                (rf"(^|[^a-z0-9_]){re.escape(relation)}([^a-z0-9_]|$)", "%pg_stat_statements%"),
             ).fetchone()
         return int(row[0]) if row else 0  # type: ignore[call-overload]
 

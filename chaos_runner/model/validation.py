@@ -186,6 +186,12 @@ def _burst_check(step: FaultStep, source: str, key: str) -> None:
     if op not in OP_KINDS:
         raise ModelError(source, f"{key}.params.op", f"expected one of {', '.join(OP_KINDS)}")
     relation = step.params.get("relation")
+    if relation is not None and rate is not None:
+        raise ModelError(
+            source,
+            f"{key}.params.relation",
+            "counts the statements of a burst sent at once, not of a flood (drop rate)",
+        )
     if relation is not None and not (
         isinstance(relation, str) and re.fullmatch(r"[a-z_][a-z0-9_.]*", relation)
     ):

@@ -42,7 +42,7 @@ from chaos_runner.errors import ChaosRunnerError
 from chaos_runner.faults.channel import FaultClient
 from chaos_runner.faults.steps import AgentFault, build_fault
 from chaos_runner.model.config import RunnerConfig
-from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, Scenario
+from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, PrepareStep, Scenario
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, guest_alive, lab_checks
@@ -190,7 +190,12 @@ class Attempt:
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
             raise StopAttempt("baseline-not-met", f"steady-state gate: {problem}")
-        unserved = line_problem(self.doc.load.mix, state.app(self.doc.app).version)
+        bursts = [
+            str(s.params.get("op", "query"))
+            for s in self.scenario.all_faults()
+            if s.kind == "client.burst"
+        ]
+        unserved = line_problem([*self.doc.load.mix, *bursts], state.app(self.doc.app).version)
         if unserved:
             raise StopAttempt("skipped", unserved)
         hosts = {
@@ -208,10 +213,15 @@ class Attempt:
                 )
         self.prepare()
 
+    def _applies(self, prep: PrepareStep) -> bool:
+        app = self.ctx.state.app(self.doc.app)
+        return prep.when.problem(app.version, app.raw.get("cache"), app.host) is None
+
     def absent_hosts(self) -> str | None:
         """Why a host the scenario names (a fault's target or address, a prepare step's
         target) is in an optional group this inventory has no host in, or None."""
-        steps = [*self.scenario.all_faults(), *(p.step() for p in self.doc.prepare)]
+        prepared = [p.step() for p in self.doc.prepare if self._applies(p)]
+        steps = [*self.scenario.all_faults(), *prepared]
         roles = self.ctx.state.roles
         for step in steps:
             for ref in (step.host, *step.params.values()):
@@ -222,16 +232,17 @@ class Attempt:
     def prepare(self) -> None:
         """The scenario's one-shot `prepare` steps whose `when` the app meets (a fresh app
         process, an empty cache), each proven by its verify, before the load starts."""
-        app = self.ctx.state.app(self.doc.app)
         for prep in self.doc.prepare:
-            if prep.when.problem(app.version, app.raw.get("cache"), app.host):
+            if not self._applies(prep):
                 continue
             step = prep.step()
-            fault = AgentFault(step, self.ctx.faults, PREPARE_TTL_S, self.ctx.ansible)
+            fault = AgentFault(step, self.ctx.faults, step.ttl_s or PREPARE_TTL_S, self.ctx.ansible)
             self.say(f"prepare {step.kind} on {fault.host}")
-            answer = fault.inject()
-            check = fault.verify()
-            fault.heal()
+            try:
+                answer = fault.inject()
+                check = fault.verify()
+            finally:
+                fault.heal()  # one-shot: nothing stays in effect, nor on the host's record
             self.timeline.mark("prepared", kind=step.kind, host=fault.host, ok=check.get("ok"))
             self.result.setdefault("prepared", []).append(
                 {

@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from chaos_runner.analysis.history import History, Operation, Outcome
@@ -156,10 +157,11 @@ class GraphQLLoad:
         self.started_ns = 0
         self.stopped_ns = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bursts: set[asyncio.Task[None]] = set()
+        self._bursts: dict[int, asyncio.Task[None]] = {}
         # Burst operations take indices after the load's own (op ids stay unique).
         self._next_burst = settings.max_ops
-        self._burst_done = 0
+        self._burst_sent: set[int] = set()
+        self._burst_ended: set[int] = set()
         self._last_due = 0
 
     # ------------------------------------------------------------ LoadDriver
@@ -173,6 +175,7 @@ class GraphQLLoad:
 
     def stop(self) -> None:
         self._stop.set()
+        self._cancel_pending(None)  # a flood still to come is not sent after the stop
         if self._thread is not None:
             self._thread.join(self.settings.timeout_s + 5)
         self.stopped_ns = time.monotonic_ns()
@@ -186,44 +189,76 @@ class GraphQLLoad:
         """`count` operations of `kind` on top of the load, due at once or, with `rate`,
         spread at that many per second (a flood); each takes an idle connection or opens
         its own. Returns their indices. Recorded like every other operation (latency from
-        the due time); `burst_done` counts the finished ones."""
+        the due time); `burst_ended(indices)` counts the finished ones, `cancel_burst`
+        drops the ones not yet due."""
         if kind not in OP_KINDS:
             raise LoadError(f"unknown operation kind {kind!r}")
         loop = self._loop
-        if loop is None or self.done:
+        if loop is None or self.done or self._stop.is_set():
             raise LoadError("the load is not running: a burst rides on a running load")
+        if not rate:
+            # Every one at once holds a socket: the client's own limit must not be what
+            # fails them (a failure here would be counted against FraiseQL).
+            limit = raise_open_files_limit()
+            if count + self.settings.max_in_flight + 64 > limit:
+                raise LoadError(
+                    f"a burst of {count} needs more open files than this process may have "
+                    f"({limit}); raise its hard limit (ulimit -Hn) or send fewer"
+                )
         indices = range(self._next_burst, self._next_burst + count)
         self._next_burst += count
-        step_s = 0.0 if not rate else 1 / rate
-        self._last_due = max(self._last_due, time.monotonic_ns() + int(count * step_s * 1e9))
-
         step = 0 if not rate else int(1e9 / rate)
+        self._last_due = max(self._last_due, time.monotonic_ns() + count * step)
 
         def send() -> None:
             now = time.monotonic_ns()
             for i, index in enumerate(indices):
                 task = asyncio.create_task(self._burst_one(index, kind, now + i * step))
-                self._bursts.add(task)
-                task.add_done_callback(self._bursts.discard)
+                self._bursts[index] = task
+                task.add_done_callback(partial(self._forget_burst, index))
 
         loop.call_soon_threadsafe(send)
         return indices
 
+    def _forget_burst(self, index: int, _task: asyncio.Task[None]) -> None:
+        self._bursts.pop(index, None)
+
+    def cancel_burst(self, indices: range) -> None:
+        """Drop the operations of a burst that are not sent yet (a flood's heal)."""
+        self._cancel_pending(indices)
+
+    def _cancel_pending(self, indices: range | None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def cancel() -> None:
+            for index, task in list(self._bursts.items()):
+                if (indices is None or index in indices) and index not in self._burst_sent:
+                    task.cancel()
+
+        try:
+            loop.call_soon_threadsafe(cancel)
+        except RuntimeError:  # the loop closed meanwhile: nothing is pending any more
+            return
+
     def _burst_tail_s(self) -> float:
         return self.settings.timeout_s + 1 + max(0.0, (self._last_due - time.monotonic_ns()) / 1e9)
 
-    @property
-    def burst_done(self) -> int:
-        return self._burst_done
+    def burst_ended(self, indices: range) -> int:
+        """How many operations of a burst have ended (answered, failed or dropped)."""
+        ended = self._burst_ended
+        return sum(1 for i in indices if i in ended)
 
     async def _burst_one(self, index: int, kind: str, due_ns: int) -> None:
         try:
             wait = due_ns - time.monotonic_ns()
             if wait > 0:
                 await asyncio.sleep(wait / 1e9)
+            self._burst_sent.add(index)
             await self._one(index, kind, due_ns)
         finally:
-            self._burst_done += 1
+            self._burst_ended.add(index)
 
     def wait(self) -> None:
         """Block until the bounds (count or time) end the load."""
@@ -253,7 +288,7 @@ class GraphQLLoad:
                 await self._closed_loop(deadline)
             if self._bursts:
                 # A flood may still be due: its operations must be sent, then answered.
-                await asyncio.wait(set(self._bursts), timeout=self._burst_tail_s())
+                await asyncio.wait(set(self._bursts.values()), timeout=self._burst_tail_s())
         finally:
             for conn in self._idle:
                 conn.close()

@@ -129,6 +129,11 @@ def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
 
 # The label of operations sent with a token under a key the JWKS no longer publishes.
 WITHDRAWN = "withdrawn-key"
+# The operations whose answer depends on the token: GraphQL ones that FraiseQL executes
+# (not the GET probes, not invalid GraphQL refused before any token is looked at).
+SIGNED_KINDS = frozenset(
+    {"query", "nested", "mutation", "increment", "slow", "large", "transfer", "snapshot_read"}
+)
 
 
 class TokenSwitch:
@@ -173,6 +178,6 @@ class TokenSwitch:
             self.sent += 1
             return bad[(index // self.every) % len(bad)]
         withdrawn = self.withdrawn
-        if withdrawn is not None and index % self.withdrawn_every == 0:
+        if withdrawn is not None and kind in SIGNED_KINDS and index % self.withdrawn_every == 0:
             return WITHDRAWN, withdrawn
         return "valid", self.valid

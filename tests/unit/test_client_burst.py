@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,23 +15,33 @@ from chaos_runner.model.scenario import FaultStep, load_file
 class Load:
     """Finishes a burst's operations on another thread, a few at a time."""
 
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, int]] = []
-        self.done = 0
+    def __init__(self, outcome: str = "ok") -> None:
+        self.asked: list[tuple] = []
+        self.ended: set[int] = set()
+        self.ops: list[SimpleNamespace] = []
+        self.cancelled: list[range] = []
+        self.outcome = outcome
 
     def burst(self, kind: str, count: int, rate: float | None = None) -> range:
         self.asked.append((kind, count) if rate is None else (kind, count, rate))
+        indices = range(1000, 1000 + count)
 
         def finish() -> None:
-            for _ in range(count):
-                self.done += 1
+            for i in indices:
+                self.ops.append(SimpleNamespace(index=i, outcome=self.outcome))
+                self.ended.add(i)
 
         threading.Timer(0.2, finish).start()
-        return range(1000, 1000 + count)
+        return indices
 
-    @property
-    def burst_done(self) -> int:
-        return self.done
+    def burst_ended(self, indices: range) -> int:
+        return sum(1 for i in indices if i in self.ended)
+
+    def cancel_burst(self, indices: range) -> None:
+        self.cancelled.append(indices)
+
+    def history(self) -> list[SimpleNamespace]:
+        return list(self.ops)
 
 
 def test_verify_waits_for_every_answer_and_counts_the_statements_that_reached_postgresql():
@@ -46,7 +57,7 @@ def test_verify_waits_for_every_answer_and_counts_the_statements_that_reached_po
     assert load.asked == [("query", 100)]
     assert check["ok"]
     assert check["evidence"] == (
-        "100 query sent at once, 100 answered or ended; "
+        "100 query sent at once, 100 ended, 100 answered; "
         "PostgreSQL ran 100 statement(s) naming v_post meanwhile"
     )
 
@@ -58,6 +69,7 @@ def test_verify_waits_for_every_answer_and_counts_the_statements_that_reached_po
         ({"count": 10, "op": "subscription"}, "params.op"),
         ({"count": 10, "relation": "v_post; DROP TABLE x"}, "params.relation"),
         ({"count": 10, "share": 0.5}, "params.share"),
+        ({"count": 10, "rate": 5, "relation": "v_post"}, "params.relation"),
     ],
 )
 def test_bad_burst_parameters_name_the_key(tmp_path, params, key):
@@ -85,3 +97,17 @@ def test_a_flood_is_verified_by_its_first_answer_so_the_hold_goes_on():
     check = fault.verify()  # returns once one has ended, not after 5 s of flood
     assert load.asked == [("invalid", 5000, 1000.0)]
     assert check["ok"] and check["evidence"].startswith("5000 invalid at 1000 per second: ")
+
+
+def test_a_burst_nobody_answered_is_not_in_effect_and_a_flood_heal_drops_the_rest():
+    load = Load(outcome="fail")
+    step = FaultStep("client.burst", "controller", {"op": "metrics", "count": 3})
+    fault = build_fault(step, None, None, 30, None, load=load, deadline_s=1)  # type: ignore[arg-type]
+    fault.inject()
+    check = fault.verify()
+    assert not check["ok"]
+    assert check["evidence"].endswith(
+        "none answered successfully: the operations did not reach FraiseQL"
+    )
+    fault.heal()
+    assert load.cancelled == [range(1000, 1003)]

@@ -82,6 +82,11 @@ def test_role_entry_point_choices_match_the_agent():
         ({"kind": "pg.setting", "params": {"name": "work_mem", "value": "1'; --"}}, "params.value"),
         ({"kind": "jwks.response", "params": {"status": 99}}, "params.status: 99 is outside"),
         (
+            {"kind": "cache.evict", "params": {"maxmemory_kb": 8, "headroom_kb": 1}},
+            "maxmemory_kb or headroom_kb, not both",
+        ),
+        ({"kind": "cache.evict", "params": {"headroom_kb": 0}}, "params.headroom_kb: 0 is outside"),
+        (
             {"kind": "net.reset", "params": {"port": 1}, "colour": "red"},
             "fault: unknown key(s) ['colour']",
         ),

@@ -77,6 +77,8 @@ def test_rotation_publishes_the_new_key_alone_and_the_load_follows_it(pki, monke
     tokens = [switch("query", i) for i in range(4)]
     assert [label for label, _ in tokens] == [WITHDRAWN, "valid", WITHDRAWN, "valid"]
     assert kid_of(tokens[0][1]) == "lab-key-1" and kid_of(tokens[1][1]) == new_kid
+    # Probes and invalid GraphQL are not judged by their token: never the withdrawn key.
+    assert switch("health", 0)[0] == switch("invalid", 0)[0] == "valid"
     assert (pki_dir / "jwt" / f"{new_kid}.key").exists()
     fault.heal()
     assert client.healed == ["auth1"]

@@ -228,7 +228,7 @@ def test_a_burst_rides_on_the_running_load_and_every_operation_is_recorded(serve
     assert indices.start == 1000 and second.start == 1060  # after the load's own indices
     writes = [o for o in ops if o.kind == "mutation"]
     assert len({o.op_id for o in writes}) == len(writes)  # op ids stay unique
-    assert load.burst_done == 65
+    assert load.burst_ended(indices) == 60 and load.burst_ended(second) == 5
 
 
 def test_the_in_flight_limit_holds_while_the_open_loop_catches_up(server):
@@ -263,3 +263,21 @@ def test_a_flood_spreads_its_operations_at_its_rate(server):
     assert len(flood) == 40 and all(o.outcome == "ok" for o in flood)
     steps = {b.start_ns - a.start_ns for a, b in itertools.pairwise(flood)}
     assert steps == {20_000_000}  # due 20 ms apart, whatever the server did
+
+
+def test_a_flood_stops_being_sent_when_it_is_cancelled(server):
+    load = GraphQLLoad(
+        LoadSettings(url=server, mode="open", rate=5, max_duration_s=1.0, max_ops=100,
+                     mix=(("query", 1.0),)),
+        GUARD,
+        static_policy("Bearer t"),
+    )  # fmt: skip
+    load.start()
+    time.sleep(0.1)
+    flood = load.burst("query", 100, rate=50)  # 2 s of flood
+    time.sleep(0.5)
+    load.cancel_burst(flood)
+    load.wait()
+    sent = [o for o in load.history() if o.index in flood]
+    assert 15 <= len(sent) <= 40, len(sent)  # ~25 in 0.5 s, none after the cancel
+    assert load.burst_ended(flood) == 100  # the dropped ones have ended too

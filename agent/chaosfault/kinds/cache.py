@@ -74,7 +74,7 @@ class CacheCorrupt(Fault):
 
     def check(self, params: dict[str, Any]) -> dict[str, Any]:
         pattern = params.get("pattern", "fraiseql:*")
-        value = params.get("value", "chaoslab-garbage{{{")
+        value = params.get("value", "chaoslab-garbage-not-json[")
         for key, v in (("pattern", pattern), ("value", value)):
             if not isinstance(v, str) or not v or len(v) > 200 or any(c in v for c in "\n\r"):
                 raise FaultInputError(f"params.{key}: expected one line of text (1-200 characters)")
@@ -122,28 +122,48 @@ class CacheMemory(Fault):
     """Shrinks Redis's memory bound at runtime: `evict` (LRU evicts under load) or
     `write_fail` (noeviction: every write is refused with OOM). Heal restores both settings."""
 
-    params = ("maxmemory_kb",)
+    params = ("maxmemory_kb", "headroom_kb")
     policy = "allkeys-lru"
 
     def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`maxmemory_kb`: an absolute bound; `headroom_kb`: the memory Redis uses at inject
+        plus this much (an absolute bound below Redis's own ~1 MB refuses every write
+        whatever the policy: nothing can be evicted to get under it)."""
+        if "headroom_kb" in params:
+            if "maxmemory_kb" in params:
+                raise FaultInputError("params: maxmemory_kb or headroom_kb, not both")
+            return {"headroom_kb": _number(params, "headroom_kb", 1, 64 * 1024, integer=True)}
         return {
             "maxmemory_kb": _number(
                 params, "maxmemory_kb", 1, 64 * 1024 * 1024, default=1, integer=True
             )
         }
 
+    @staticmethod
+    def _bound(record: Record) -> int:
+        """The bound in bytes this fault set (or sets)."""
+        if "headroom_kb" in record["params"]:
+            return int(record["artifacts"]["maxmemory_bytes"])
+        return int(record["params"]["maxmemory_kb"]) * 1024
+
     def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
         return "redis"
 
     def inject(self, agent: Agent, record: Record) -> None:
         record["artifacts"]["saved"] = _redis_memory_config(agent)
+        if "headroom_kb" in record["params"]:
+            used = re.search(r"used_memory:(\d+)", redis_cli(agent, "INFO", "memory", raw=True))
+            if used is None:
+                raise FaultFailed("Redis's INFO memory has no used_memory")
+            headroom = record["params"]["headroom_kb"] * 1024
+            record["artifacts"]["maxmemory_bytes"] = int(used.group(1)) + headroom
         agent.save(record)  # the original bound must survive anything before heal
         redis_cli(agent, "CONFIG", "SET", "maxmemory-policy", self.policy)
-        redis_cli(agent, "CONFIG", "SET", "maxmemory", f"{record['params']['maxmemory_kb']}kb")
+        redis_cli(agent, "CONFIG", "SET", "maxmemory", str(self._bound(record)))
 
     def verify(self, agent: Agent, record: Record) -> tuple[bool, str]:
         current = _redis_memory_config(agent)
-        want = str(record["params"]["maxmemory_kb"] * 1024)
+        want = str(self._bound(record))
         evicted = re.search(r"evicted_keys:(\d+)", redis_cli(agent, "INFO", "stats"))
         ok = current.get("maxmemory") == want and current.get("maxmemory-policy") == self.policy
         return (
