@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from chaos_runner.faults.channel import FaultClient, FaultSpec, rotated_jwks
 from chaos_runner.model.scenario import FaultStep
 from chaos_runner.target.roles import resolve_params
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
 from chaos_runner.workload.tokens import TokenSwitch
 
 # The controller renews each fault's lease; when renewals stop (a killed runner), the host
@@ -177,9 +178,9 @@ class ClientBurstFault:
     """client.burst: `count` operations of one kind sent at once on top of the load (a
     stampede, a pool saturated), or spread at `rate` per second (a flood). Verify: a
     burst's every answer (at most the client's deadline), a flood's first; in effect once
-    one of them was answered successfully. With `relation` (a burst), how many statements
-    naming it reached PostgreSQL meanwhile (pg_stat_statements). Heal drops what a flood
-    has not sent yet."""
+    FraiseQL answered one of them as it should (a success; a refusal for invalid
+    GraphQL). With `relation` (a burst), how many statements naming it reached PostgreSQL
+    meanwhile (pg_stat_statements). Heal drops what a flood has not sent yet."""
 
     host = "controller"
 
@@ -231,12 +232,20 @@ class ClientBurstFault:
             reached = self.statements(relation) - self._calls_before
             evidence += f"; PostgreSQL ran {reached} statement(s) naming {relation} meanwhile"
         if not answered:
-            evidence += "; none answered successfully: the operations did not reach FraiseQL"
+            evidence += "; none answered as it should: the operations did not reach FraiseQL"
         return {"id": self.id, "ok": answered > 0, "evidence": evidence}
 
     def _answered(self) -> int:
+        """Operations FraiseQL answered as it should: successfully, or - for a kind whose
+        answer is a refusal (invalid GraphQL) - with a refusal."""
         indices = self.indices
-        return sum(1 for o in self.load.history() if o.index in indices and o.outcome == "ok")
+        return sum(
+            1
+            for o in self.load.history()
+            if o.index in indices
+            and o.status is not None
+            and (o.outcome == "ok" or o.kind in EXPECTED_REFUSAL_KINDS)
+        )
 
     def heal(self) -> dict[str, Any]:
         self.load.cancel_burst(self.indices)

@@ -28,7 +28,9 @@ class Load:
 
         def finish() -> None:
             for i in indices:
-                self.ops.append(SimpleNamespace(index=i, outcome=self.outcome))
+                self.ops.append(
+                    SimpleNamespace(index=i, outcome=self.outcome, status=200, kind=kind)
+                )
                 self.ended.add(i)
 
         threading.Timer(0.2, finish).start()
@@ -107,7 +109,15 @@ def test_a_burst_nobody_answered_is_not_in_effect_and_a_flood_heal_drops_the_res
     check = fault.verify()
     assert not check["ok"]
     assert check["evidence"].endswith(
-        "none answered successfully: the operations did not reach FraiseQL"
+        "none answered as it should: the operations did not reach FraiseQL"
     )
     fault.heal()
     assert load.cancelled == [range(1000, 1003)]
+
+
+def test_a_flood_of_invalid_graphql_is_in_effect_once_one_is_refused():
+    load = Load(outcome="fail")  # refused, with an answer: what invalid GraphQL should get
+    step = FaultStep("client.burst", "controller", {"op": "invalid", "count": 3, "rate": 100})
+    fault = build_fault(step, None, None, 30, None, load=load, deadline_s=1)  # type: ignore[arg-type]
+    fault.inject()
+    assert fault.verify()["ok"]
