@@ -248,15 +248,21 @@ def test_the_in_flight_limit_holds_while_the_open_loop_catches_up(server):
     assert len(sent) < len(ops)  # the rest were refused by the limit, and recorded
 
 
-def test_a_flood_spreads_its_operations_at_its_rate(server):
+def light_load(url: str, duration_s: float) -> GraphQLLoad:
+    """A running 5/s load of list queries for a burst or flood to ride on."""
     load = GraphQLLoad(
-        LoadSettings(url=server, mode="open", rate=5, max_duration_s=0.5, max_ops=100,
+        LoadSettings(url=url, mode="open", rate=5, max_duration_s=duration_s, max_ops=100,
                      mix=(("query", 1.0),)),
         GUARD,
         static_policy("Bearer t"),
     )  # fmt: skip
     load.start()
     time.sleep(0.1)
+    return load
+
+
+def test_a_flood_spreads_its_operations_at_its_rate(server):
+    load = light_load(server, 0.5)
     indices = load.burst("query", 40, rate=50)  # 0.8 s of flood: past the load's own end
     load.wait()
     flood = sorted((o for o in load.history() if o.index in indices), key=lambda o: o.index)
@@ -266,14 +272,7 @@ def test_a_flood_spreads_its_operations_at_its_rate(server):
 
 
 def test_a_flood_stops_being_sent_when_it_is_cancelled(server):
-    load = GraphQLLoad(
-        LoadSettings(url=server, mode="open", rate=5, max_duration_s=1.0, max_ops=100,
-                     mix=(("query", 1.0),)),
-        GUARD,
-        static_policy("Bearer t"),
-    )  # fmt: skip
-    load.start()
-    time.sleep(0.1)
+    load = light_load(server, 1.0)
     flood = load.burst("query", 100, rate=50)  # 2 s of flood
     time.sleep(0.5)
     load.cancel_burst(flood)
