@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import re
-import resource
 import subprocess
 import sys
 import urllib.request
@@ -47,7 +46,12 @@ from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.metrics import percentile
 from chaos_runner.errors import LoadError
 from chaos_runner.target.netguard import NetworkGuard
-from chaos_runner.workload.load import GraphQLLoad, LoadSettings, static_policy
+from chaos_runner.workload.load import (
+    GraphQLLoad,
+    LoadSettings,
+    raise_open_files_limit,
+    static_policy,
+)
 
 # The closed loop opens all its connections at once: a short accept queue (asyncio's
 # default is 100) drops SYNs, and the client retries a second later (the kernel's initial
@@ -58,13 +62,6 @@ BACKLOG = 4096
 ANSWER = json.dumps(
     {"data": {"posts": [{"id": "1", "title": "held", "tags": [], "published": True}]}}
 ).encode()
-
-
-def raise_nofile() -> int:
-    """Raise the soft open-file limit to the hard one; the limit now in force."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # ---------------------------------------------------------------- the stub (child process)
@@ -131,7 +128,7 @@ async def serve(hold_s: float) -> None:
     stub = Stub(hold_s)
     server = await asyncio.start_server(stub.connection, "127.0.0.1", 0, backlog=BACKLOG)
     port = server.sockets[0].getsockname()[1]
-    print(port, raise_nofile(), flush=True)
+    print(port, raise_open_files_limit(), flush=True)
     async with server:
         await server.serve_forever()
 
@@ -307,7 +304,7 @@ def main() -> int:
     if args.serve:
         asyncio.run(serve(args.hold_s))
         return 0
-    nofile = raise_nofile()
+    nofile = raise_open_files_limit()
     proc, url, stub_nofile = start_stub(args.hold_s)
     rate = args.concurrency / args.hold_s
     try:

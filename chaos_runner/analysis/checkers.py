@@ -265,17 +265,10 @@ def _p50_during_fault(ev: Evidence, ops: list[Operation], factor: float) -> Chec
     expected = (
         "<= ?" if base is None else f"<= {base * factor:.2f} ({factor:g} x baseline {base:.2f} ms)"
     )
-    why = (
-        "no successful baseline operation: no p50 to compare"
-        if base is None
-        else NO_FAULT_OPS
-        if not ops
-        else "no successful operation during the fault: p50 not measured"
-        if p50 is None
-        else ""
-    )
     ok = base is not None and p50 is not None and p50 <= base * factor
-    return CheckResult("p50 during fault (ms)", ok, p50, expected, why)
+    return CheckResult(
+        "p50 during fault (ms)", ok, p50, expected, _unmeasured("p50", base, ops, p50)
+    )
 
 
 def _p95_during_fault(ev: Evidence, ops: list[Operation]) -> CheckResult:
@@ -289,25 +282,32 @@ def _p95_during_fault(ev: Evidence, ops: list[Operation]) -> CheckResult:
             if e.p95_budget_ms is not None
             else f"{e.p95_factor:g} x baseline"
         )
-        return CheckResult(
-            name, False, p95, f"<= {how}", "no successful baseline operation: no p95 to compare"
-        )
+        return CheckResult(name, False, p95, f"<= {how}", _unmeasured("p95", None, ops, p95))
     if e.p95_budget_ms is not None:
         limit = base_p95 + e.p95_budget_ms
         how = f"baseline {base_p95:.1f} + {e.p95_budget_ms:g} ms"
     else:
         limit = base_p95 * e.p95_factor
         how = f"{e.p95_factor:g} x baseline {base_p95:.1f} ms"
-    missing = (
-        ""
-        if p95 is not None
-        else NO_FAULT_OPS
-        if not ops
-        else "no successful operation during the fault: p95 not measured"
-    )
     return CheckResult(
-        name, p95 is not None and p95 <= limit, p95, f"<= {limit:.1f} ({how})", missing
+        name,
+        p95 is not None and p95 <= limit,
+        p95,
+        f"<= {limit:.1f} ({how})",
+        _unmeasured("p95", base_p95, ops, p95),
     )
+
+
+def _unmeasured(label: str, base: float | None, ops: list[Operation], value: float | None) -> str:
+    """Why a percentile during the fault could not be compared with the baseline's ("" when
+    it could)."""
+    if base is None:
+        return f"no successful baseline operation: no {label} to compare"
+    if value is not None:
+        return ""
+    if not ops:
+        return NO_FAULT_OPS
+    return f"no successful operation during the fault: {label} not measured"
 
 
 def _throughput_during_fault(ev: Evidence) -> CheckResult:

@@ -95,7 +95,8 @@ class FaultSpec:
 
 
 def new_fault_id(kind: str) -> str:
-    return f"{kind.replace('.', '-')}-{uuid.uuid4().hex[:8]}"
+    """A fresh id for one fault of `kind` (`cache.write_fail` -> `cache-write-fail-1a2b3c4d`)."""
+    return f"{kind.replace('.', '-').replace('_', '-')}-{uuid.uuid4().hex[:8]}"
 
 
 def validate(spec: FaultSpec, state: LabState) -> None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from chaos_runner.faults.channel import FaultClient, FaultSpec, rotated_jwks
+from chaos_runner.faults.channel import FaultClient, FaultSpec, new_fault_id, rotated_jwks
 from chaos_runner.model.scenario import FaultStep
 from chaos_runner.target.roles import resolve_params
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
@@ -36,10 +36,6 @@ class Fault(Protocol):
     def heal(self) -> dict[str, Any]: ...
 
 
-def fault_id(kind: str) -> str:
-    return f"{kind.replace('.', '-').replace('_', '-')}-{uuid.uuid4().hex[:8]}"
-
-
 class AgentFault:
     """A lab fault through the host's agent (fast path) or playbooks/fault.yml (Ansible)."""
 
@@ -49,7 +45,7 @@ class AgentFault:
         self.ttl_s = ttl_s
         self.ansible = ansible
         self.host = client.state.host(step.host)
-        self.id = fault_id(step.kind)
+        self.id = new_fault_id(step.kind)
 
     def spec(self) -> FaultSpec:
         state = self.client.state
@@ -83,7 +79,7 @@ class ClientTokenFault:
     def __init__(self, step: FaultStep, switch: TokenSwitch) -> None:
         self.step = step
         self.switch = switch
-        self.id = f"client-bad-token-{uuid.uuid4().hex[:8]}"
+        self.id = new_fault_id(step.kind)
         self._before = 0
 
     def inject(self) -> dict[str, Any]:
@@ -195,7 +191,7 @@ class ClientBurstFault:
         self.load = load
         self.deadline_s = deadline_s
         self.statements = statements
-        self.id = f"client-burst-{uuid.uuid4().hex[:8]}"
+        self.id = new_fault_id(step.kind)
         self.indices = range(0)
         self._calls_before: int | None = None
 

@@ -34,7 +34,7 @@ from chaos_runner.model.expand import (
 )
 from chaos_runner.model.validation import semantic_checks
 from chaos_runner.target.roles import HostRoles
-from chaos_runner.workload.operations import ANSWER_KINDS, OP_KINDS, OperationParams
+from chaos_runner.workload.operations import ANSWER_KINDS, OP_KINDS, OperationParams, line_tuple
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 ID_PATTERN = re.compile(r"[a-z]+\.[a-z0-9]+(-[a-z0-9.]+)*")
@@ -76,14 +76,6 @@ def _mix_check(mix: dict[str, float]) -> str | tuple[str, str] | None:
     if sum(mix.values()) <= 0:
         return "weights must have a positive sum"
     return None
-
-
-def line_tuple(line: str) -> tuple[int, ...]:
-    """'1.9' or '1.9.16' as comparable numbers; ValueError for anything else."""
-    parts = line.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"{line!r} is not a FraiseQL version like 1.0 or 1.9.16")
-    return tuple(int(p) for p in parts)
 
 
 def _line_check(value: str | None) -> str | None:

@@ -42,7 +42,14 @@ from chaos_runner.errors import ChaosRunnerError
 from chaos_runner.faults.channel import FaultClient
 from chaos_runner.faults.steps import AgentFault, build_fault
 from chaos_runner.model.config import RunnerConfig
-from chaos_runner.model.scenario import Abort, FaultStep, PlannedStage, PrepareStep, Scenario
+from chaos_runner.model.scenario import (
+    Abort,
+    FaultStep,
+    PlannedStage,
+    PrepareStep,
+    Requires,
+    Scenario,
+)
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, guest_alive, lab_checks
@@ -179,8 +186,7 @@ class Attempt:
         """The lab in steady state: every check green, no fault left on the target hosts."""
         self.say("gate")
         state = self.ctx.state
-        app = state.app(self.doc.app)
-        unmet = self.doc.requires.problem(app.version, app.raw.get("cache"), app.host)
+        unmet = self._unmet(self.doc.requires)
         if unmet:
             raise StopAttempt("skipped", unmet)
         absent = self.absent_hosts()
@@ -213,9 +219,13 @@ class Attempt:
                 )
         self.prepare()
 
-    def _applies(self, prep: PrepareStep) -> bool:
+    def _unmet(self, requires: Requires) -> str | None:
+        """What the app under test lacks for `requires`, or None."""
         app = self.ctx.state.app(self.doc.app)
-        return prep.when.problem(app.version, app.raw.get("cache"), app.host) is None
+        return requires.problem(app.version, app.raw.get("cache"), app.host)
+
+    def _applies(self, prep: PrepareStep) -> bool:
+        return self._unmet(prep.when) is None
 
     def absent_hosts(self) -> str | None:
         """Why a host the scenario names (a fault's target or address, a prepare step's
@@ -223,11 +233,9 @@ class Attempt:
         prepared = [p.step() for p in self.doc.prepare if self._applies(p)]
         steps = [*self.scenario.all_faults(), *prepared]
         roles = self.ctx.state.roles
-        for step in steps:
-            for ref in (step.host, *step.params.values()):
-                if isinstance(ref, str) and roles.absent_optional(ref):
-                    return str(roles.problem(ref))
-        return None
+        return next(
+            (p for s in steps if (p := roles.absent_among((s.host, *s.params.values())))), None
+        )
 
     def prepare(self) -> None:
         """The scenario's one-shot `prepare` steps whose `when` the app meets (a fresh app

@@ -200,16 +200,9 @@ def dry_run(scenarios: list[Scenario], state: LabState, runs_dir: Path, stream: 
                     file=stream,
                 )
                 continue
-            absent = [
-                ref
-                for ref in (step.host, *step.params.values())
-                if isinstance(ref, str) and state.roles.absent_optional(ref)
-            ]
+            absent = state.roles.absent_among((step.host, *step.params.values()))
             if absent:
-                print(
-                    f"{scenario.id}: {step.kind} skipped: {state.roles.problem(absent[0])}",
-                    file=stream,
-                )
+                print(f"{scenario.id}: {step.kind} skipped: {absent}", file=stream)
                 continue
             try:
                 run_playbook(

@@ -8,7 +8,7 @@ are the same (db, proxy, app, auth, cache).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,14 @@ class HostRoles:
         return (
             parsed is not None and parsed[0] in OPTIONAL_GROUPS and not self.groups.get(parsed[0])
         )
+
+    def absent_among(self, values: Iterable[Any]) -> str | None:
+        """Why the first of `values` (a fault's host and parameters) that names an absent
+        optional group cannot be resolved, or None."""
+        for value in values:
+            if isinstance(value, str) and self.absent_optional(value):
+                return self.problem(value)
+        return None
 
     def file_problem(self, reference: str) -> str | None:
         """Why a scenario file may not name `reference` here: problem(), except an absent

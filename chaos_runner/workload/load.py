@@ -150,7 +150,6 @@ class GraphQLLoad:
         self._weights: tuple[float, ...] = weights
         self._ops: list[Operation] = []
         self._idle: list[_Connection] = []
-        self._in_flight = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -163,19 +162,20 @@ class GraphQLLoad:
         self._burst_sent: set[int] = set()
         self._burst_ended: set[int] = set()
         self._last_due = 0
+        self._open_files = 0
 
     # ------------------------------------------------------------ LoadDriver
     def start(self) -> None:
         if self._thread is not None:
             raise LoadError("the load driver was already started")
-        raise_open_files_limit()
+        self._open_files = raise_open_files_limit()
         self._thread = threading.Thread(target=self._main, name="graphql-load", daemon=True)
         self.started_ns = time.monotonic_ns()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._cancel_pending(None)  # a flood still to come is not sent after the stop
+        self.cancel_burst(None)  # a flood still to come is not sent after the stop
         if self._thread is not None:
             self._thread.join(self.settings.timeout_s + 5)
         self.stopped_ns = time.monotonic_ns()
@@ -196,15 +196,13 @@ class GraphQLLoad:
         loop = self._loop
         if loop is None or self.done or self._stop.is_set():
             raise LoadError("the load is not running: a burst rides on a running load")
-        if not rate:
-            # Every one at once holds a socket: the client's own limit must not be what
-            # fails them (a failure here would be counted against FraiseQL).
-            limit = raise_open_files_limit()
-            if count + self.settings.max_in_flight + 64 > limit:
-                raise LoadError(
-                    f"a burst of {count} needs more open files than this process may have "
-                    f"({limit}); raise its hard limit (ulimit -Hn) or send fewer"
-                )
+        # Every one at once holds a socket: the client's own limit must not be what fails
+        # them (a failure here would be counted against FraiseQL).
+        if not rate and count + self.settings.max_in_flight + 64 > self._open_files:
+            raise LoadError(
+                f"a burst of {count} needs more open files than this process may have "
+                f"({self._open_files}); raise its hard limit (ulimit -Hn) or send fewer"
+            )
         indices = range(self._next_burst, self._next_burst + count)
         self._next_burst += count
         step = 0 if not rate else int(1e9 / rate)
@@ -223,11 +221,9 @@ class GraphQLLoad:
     def _forget_burst(self, index: int, _task: asyncio.Task[None]) -> None:
         self._bursts.pop(index, None)
 
-    def cancel_burst(self, indices: range) -> None:
-        """Drop the operations of a burst that are not sent yet (a flood's heal)."""
-        self._cancel_pending(indices)
-
-    def _cancel_pending(self, indices: range | None) -> None:
+    def cancel_burst(self, indices: range | None) -> None:
+        """Drop the operations of a burst (None: of every burst) not sent yet: a flood's
+        heal, the load's stop."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -306,8 +302,8 @@ class GraphQLLoad:
             if wait > 0:
                 await asyncio.sleep(wait / 1e9)
             kind = self._pick()
-            # The tasks not yet done, not _in_flight: a task created while catching up on
-            # the schedule has not started (nor counted itself) yet.
+            # The tasks not yet done: one created while catching up on the schedule counts
+            # before it has started.
             if len(tasks) >= self.settings.max_in_flight:
                 self._ops.append(
                     Operation(
@@ -365,7 +361,6 @@ class GraphQLLoad:
             headers.append(f"Authorization: {authorization}")
         raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + request.body
         write = kind in WRITE_KINDS
-        self._in_flight += 1
         sent_ns: int | None = None
         conn: _Connection | None = None
         status: int | None = None
@@ -385,8 +380,6 @@ class GraphQLLoad:
             failure = f"no answer within {self.settings.timeout_s:g} s"
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             failure = f"{'connection' if sent_ns else 'connect'}: {exc!r}"[:300]
-        finally:
-            self._in_flight -= 1
         if conn is not None and keep and failure is None:
             conn.idle_since = time.monotonic_ns()
             self._idle.append(conn)

@@ -161,10 +161,18 @@ class LoadSettings:
     line: str | None = None
 
 
+def line_tuple(line: str) -> tuple[int, ...]:
+    """'1.9' or '1.9.16' as comparable numbers; ValueError for anything else."""
+    parts = line.split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{line!r} is not a FraiseQL version like 1.0 or 1.9.16")
+    return tuple(int(p) for p in parts)
+
+
 def line_problem(kinds: Iterable[str], line: str) -> str | None:
     """Why FraiseQL `line` cannot serve one of `kinds`, or None."""
     try:
-        version = tuple(int(p) for p in line.split(".")[:2])
+        version = line_tuple(line)
     except ValueError:
         return f"unknown FraiseQL line {line!r}"
     for kind in kinds:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chaos_runner.errors import ConfigError
+from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, OP_KINDS, PROBE_PATHS
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,7 @@ def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
 WITHDRAWN = "withdrawn-key"
 # The operations whose answer depends on the token: GraphQL ones that FraiseQL executes
 # (not the GET probes, not invalid GraphQL refused before any token is looked at).
-SIGNED_KINDS = frozenset(
-    {"query", "nested", "mutation", "increment", "slow", "large", "transfer", "snapshot_read"}
-)
+SIGNED_KINDS = frozenset(OP_KINDS) - set(PROBE_PATHS) - EXPECTED_REFUSAL_KINDS
 
 
 class TokenSwitch:
