@@ -9,7 +9,7 @@ write) fails and says why: absence of evidence is never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from chaos_runner.analysis.metrics import (
     within,
 )
 from chaos_runner.model.scenario import Expect
+from chaos_runner.workload.alerts import ALERT_KIND
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
 
 # CheckResult lives in chaos_runner.analysis.checks; callers may take it from here too.
@@ -534,30 +535,52 @@ def scoped(ev: Evidence) -> list[CheckResult]:
     detect = ev.expect.detect
     if detect is not None:
         probes = [o for o in ev.side_ops if o.kind == detect.probe]
-        after = [o for o in probes if ev.bite_ns is not None and o.end_ns >= ev.bite_ns]
-        first = next((o for o in sorted(after, key=lambda o: o.end_ns) if o.outcome != "ok"), None)
-        took = (
-            None if first is None or ev.bite_ns is None else (first.end_ns - ev.bite_ns) / NS_PER_S
-        )
+        took = None if ev.bite_ns is None else first_report_s(probes, ev.bite_ns)
         why = (
             "no bite: the fault never hurt a request"
             if ev.bite_ns is None
+            else "no alert arrived"
+            if detect.probe == ALERT_KIND and not probes
             else f"no {detect.probe} probe was sent"
             if not probes
             else f"{detect.probe} never reported the failure"
-            if first is None
+            if took is None
             else ""
         )
         out.append(
             CheckResult(
-                f"/{detect.probe} reports the failure",
+                "an alert reports the failure"
+                if detect.probe == ALERT_KIND
+                else f"/{detect.probe} reports the failure",
                 took is not None and took <= detect.within_s,
-                None if took is None else round(took, 3),
+                took,
                 f"<= {detect.within_s:g} s after the bite",
                 why,
             )
         )
+        if detect.probe == ALERT_KIND:
+            out.append(_quiet_while_healthy(ev, probes))
     return out
+
+
+def first_report_s(ops: Iterable[Operation], bite: int) -> float | None:
+    """Seconds from the bite to the end of the first failed operation that ended after it."""
+    ends = [o.end_ns for o in ops if o.outcome != "ok" and o.end_ns >= bite]
+    return round((min(ends) - bite) / NS_PER_S, 3) if ends else None
+
+
+def _quiet_while_healthy(ev: Evidence, alerts: list[Operation]) -> CheckResult:
+    """No alert fired while the system was healthy: from the load's start to the first
+    inject (the baseline the attempt measured)."""
+    start = ev.inject_ns if ev.inject_ns is not None else ev.fault_start_ns
+    early = [o for o in alerts if o.outcome != "ok" and start is not None and o.end_ns < start]
+    return CheckResult(
+        "no alert during the healthy baseline",
+        start is not None and not early,
+        f"{len(early)} fired",
+        "none fired before the first inject",
+        examples(early) if early else "" if start is not None else "no inject",
+    )
 
 
 def _same_answers(ev: Evidence, kind: str) -> CheckResult:

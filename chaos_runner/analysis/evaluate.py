@@ -8,7 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chaos_runner.analysis.checkers import Evidence, intended_restart_windows, judge
+from chaos_runner.analysis.checkers import (
+    Evidence,
+    first_report_s,
+    intended_restart_windows,
+    judge,
+)
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.invariants import check_accounts
 from chaos_runner.analysis.isolation import (
@@ -35,6 +40,7 @@ from chaos_runner.analysis.sampling import (
     unknown_samples,
 )
 from chaos_runner.model.scenario import Scenario
+from chaos_runner.workload.alerts import ALERT_KIND
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
 from chaos_runner.workload.tokens import WITHDRAWN
 
@@ -66,10 +72,14 @@ class Observed:
     # (transfer / snapshot_read); op_prefix names the attempt's transfers.
     accounts: GroupRows | None = None
     op_prefix: str = ""
+    # An alert receiver listened during the attempt (a monitoring host exists): an alert
+    # that never came counts as not detected.
+    alerting: bool = False
 
 
-# Operations outside the service load: probes and invalid GraphQL (expected refusals).
-SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS})
+# Operations outside the service load: probes, invalid GraphQL (expected refusals) and the
+# alerts the receiver took.
+SIDE_KINDS = frozenset({*PROBE_PATHS, *EXPECTED_REFUSAL_KINDS, ALERT_KIND})
 # Faults that do their harm while being injected: a service-layer restart returns once the
 # program runs again and a SIGKILL or one round of terminations is over at once, and a
 # client burst may be sent before its inject returns, so their window opens at the inject,
@@ -238,11 +248,14 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         f"{c.name}: {c.measured} (expected {c.expected})" for c in checks if not c.ok
     )
     fault_ops = evidence.fault_ops()
+    requests = [o for o in seen.history if o.kind != ALERT_KIND]
     metrics = {
-        "operations": len(seen.history),
-        "ok": sum(1 for o in seen.history if o.outcome == "ok"),
-        "fail": sum(1 for o in seen.history if o.outcome == "fail"),
-        "info": sum(1 for o in seen.history if o.outcome == "info"),
+        "operations": len(requests),
+        "ok": sum(1 for o in requests if o.outcome == "ok"),
+        "fail": sum(1 for o in requests if o.outcome == "fail"),
+        "info": sum(1 for o in requests if o.outcome == "info"),
+        "alerts": fired_alerts(side),
+        "detection_s": detection_s(valid, side, bite, seen.alerting),
         "bad_token_requests": len(probes),
         "withdrawn_key_requests": len(withdrawn),
         "bite_s": None
@@ -274,6 +287,33 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         "stages": stage_metrics(seen.faults, valid),
     }
     return outcome, reason, details
+
+
+def fired_alerts(side: list[Operation]) -> list[str]:
+    """The names of the alerts that fired during the attempt."""
+    return sorted(
+        {
+            str((o.detail or {}).get("alertname"))
+            for o in side
+            if o.kind == ALERT_KIND and o.outcome == "fail"
+        }
+    )
+
+
+def detection_s(
+    valid: list[Operation], side: list[Operation], bite: int | None, alerting: bool
+) -> dict[str, float | None] | None:
+    """Seconds from the bite to each signal's first report of the failure: a failed client
+    request, a failed /health or /ready probe, a firing alert. Only the signals the attempt
+    had (probes it sent, an alert receiver); None for one that never reported."""
+    if bite is None:
+        return None
+    signals = {"client": first_report_s(valid, bite)}
+    for kind in ("health", "ready", *([ALERT_KIND] if alerting else [])):
+        ops = [o for o in side if o.kind == kind]
+        if ops or kind == ALERT_KIND:
+            signals[kind] = first_report_s(ops, bite)
+    return signals
 
 
 def first_success_s(ops: list[Operation], heal_end_ns: int | None) -> float | None:

@@ -155,9 +155,10 @@ def _anomalies_check(names: list[str]) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Detect:
     """A probe must report the failure: its first failed answer after the bite comes
-    within `within_s` of it."""
+    within `within_s` of it. `alert`: the first firing alert the receiver took (and none
+    may fire during the healthy baseline); needs a monitoring host."""
 
-    probe: Literal["health", "ready"]
+    probe: Literal["health", "ready", "alert"]
     within_s: float = field(check=between(0.1, 600))
 
 

@@ -53,6 +53,7 @@ from chaos_runner.model.scenario import (
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, guest_alive, lab_checks
+from chaos_runner.workload.alerts import ALERT_KIND, AlertReceiver
 from chaos_runner.workload.load import GraphQLLoad
 from chaos_runner.workload.operations import LoadSettings, account_group, line_problem
 from chaos_runner.workload.tokens import TokenMinter, TokenSwitch
@@ -73,6 +74,8 @@ class RunContext:
     seed: int
     progress: Progress = lambda scenario, message: None
     ansible: Any = None
+    # Takes the monitoring host's alerts for the whole campaign (None: no monitoring host).
+    alerts: AlertReceiver | None = None
 
     def minter(self, app: str) -> TokenMinter:
         endpoint = self.state.app(app)
@@ -192,6 +195,13 @@ class Attempt:
         absent = self.absent_hosts()
         if absent:
             raise StopAttempt("skipped", f"{absent}: the scenario needs that host")
+        detect = self.doc.expect.detect
+        if detect is not None and detect.probe == ALERT_KIND and self.ctx.alerts is None:
+            raise StopAttempt(
+                "skipped",
+                "expect.detect waits for an alert, and the inventory has no monitoring host"
+                " (group monitoring) whose Alertmanager would send one",
+            )
         bad = [c for c in lab_checks(state, self.ctx.faults.programs) if not c.ok]
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
@@ -300,6 +310,8 @@ class Attempt:
         self.sampler.start()
         self.timeline.mark("load-start")
         self.load.start()
+        if ctx.alerts is not None:
+            ctx.alerts.attach(self.load.note)
 
     def _process_probe(self, host: str, program: str) -> Probe:
         """The program's pid and memory from its host's fault agent (op `proc`, its own
@@ -441,6 +453,8 @@ class Attempt:
     def conclude(self) -> None:
         assert self.load is not None and self.sampler is not None
         self.load.stop()
+        if self.ctx.alerts is not None:
+            self.ctx.alerts.attach(None)
         history = self.load.history()
         samples = self.sampler.stop()
         self.sampler = None
@@ -469,6 +483,7 @@ class Attempt:
             hang_limit_s=self.doc.expect.hang_s or float(self.app.raw.get("query_timeout", 10)) + 1,
             accounts=accounts,
             op_prefix=settings.op_prefix,
+            alerting=self.ctx.alerts is not None,
         )
         outcome, reason, details = evaluate(self.scenario, observed)
         if self.result["outcome"] != "aborted":
@@ -478,6 +493,8 @@ class Attempt:
 
     def cleanup(self) -> None:
         self.timeline.events.sort(key=lambda e: e["ns"])
+        if self.ctx.alerts is not None:
+            self.ctx.alerts.attach(None)
         if self.load is not None and not self.load.done:
             try:
                 self.load.stop()

@@ -34,6 +34,7 @@ from chaos_runner.run.attempt import RunContext
 from chaos_runner.run.retries import run_scenario
 from chaos_runner.target.lab import LabState
 from chaos_runner.target.roles import resolve_params
+from chaos_runner.workload.alerts import alert_receiver
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def run_campaign(
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"run {run_id}: {len(scenarios)} scenario(s), artifacts in {run_dir}", file=stream)
     try:
-        with FaultClient(state) as faults:
+        with FaultClient(state) as faults, alert_receiver(state.monitors.values()) as alerts:
             ctx = RunContext(
                 state=state,
                 config=config,
@@ -167,6 +168,7 @@ def run_campaign(
                 ansible=ansible_transport(state, run_dir)
                 if config.fault_transport == "ansible"
                 else None,
+                alerts=alerts,
             )
             for scenario in scenarios:
                 summary = summary_record(run_scenario(scenario, ctx), scenario.id)

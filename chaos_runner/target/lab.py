@@ -4,10 +4,10 @@ Any inventory (the embedded lab's or a cluster's) is a lab: its hosts and groups
 the inventory; how to reach each host's fault agent (address, SSH user, port, key,
 known_hosts, become, the agent's paths) and each FraiseQL app comes from the records the
 playbooks write on the controller (`<state>/hosts/*.json` by the faults role,
-`<state>/apps/*.json` by the fraiseql role). The embedded lab adds lab.json (one
-systemd-nspawn guest per host, the bridge): only then are guests, mounts and the bridge
-checked on the controller. A host's files and PIDs are its own: its programs are read
-through its fault agent.
+`<state>/apps/*.json` by the fraiseql role, `<state>/monitoring/*.json` by the monitoring
+role). The embedded lab adds lab.json (one systemd-nspawn guest per host, the bridge):
+only then are guests, mounts and the bridge checked on the controller. A host's files
+and PIDs are its own: its programs are read through its fault agent.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from chaos_runner.ansible import REPO_ROOT
 from chaos_runner.errors import ChaosRunnerError, ConfigError, LabNotReady
 from chaos_runner.target import defaults
 from chaos_runner.target.inventory import Inventory, load_inventory
+from chaos_runner.target.monitoring import Monitor, load_monitors, monitor_checks
 from chaos_runner.target.netguard import NetworkGuard, route_source
 from chaos_runner.target.roles import HostRoles
 
@@ -153,6 +154,8 @@ class LabState:
     gateway: str
     hosts: dict[str, dict[str, Any]]
     apps: dict[str, AppEndpoint] = field(default_factory=dict)
+    # Monitoring hosts (Prometheus, Alertmanager) the monitoring role recorded; none is fine.
+    monitors: dict[str, Monitor] = field(default_factory=dict)
     roles: HostRoles = field(default_factory=lambda: HostRoles({}, {}))
     network: ipaddress.IPv4Network | ipaddress.IPv6Network = defaults.LAB_NETWORK
     substrate: str = SUBSTRATE
@@ -204,6 +207,7 @@ class LabState:
             gateway=gateway,
             hosts=hosts,
             apps=_apps(settings, addresses),
+            monitors=load_monitors(settings.state_dir, set(addresses)),
             roles=HostRoles(
                 {g: [h for h in m if h in addresses] for g, m in inventory.roles().groups.items()},
                 addresses,
@@ -409,6 +413,8 @@ def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[C
             checks += _program_checks(name, programs)
     for app in state.apps.values():
         checks.append(_app_health(state, app))
+    for monitor in state.monitors.values():
+        checks += [Check(monitor.host, *c) for c in monitor_checks(state.guard, monitor)]
     return checks
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from chaos_runner.errors import ConfigError
 
-# Groups the stack can do without (fraiseql_cache is `none` without a cache host): a
-# scenario that names one is skipped, with the reason, on an inventory that has none.
-OPTIONAL_GROUPS = ("cache",)
+# Groups the stack can do without (fraiseql_cache is `none` without a cache host; no
+# alerts without a monitoring host): a scenario that names one is skipped, with the
+# reason, on an inventory that has none.
+OPTIONAL_GROUPS = ("cache", "monitoring")
 ROLE_REFERENCE = re.compile(r"@([a-z][a-z0-9_]*)(?:\[(\d{1,3})\])?")
 CONTROLLER = "controller"
 

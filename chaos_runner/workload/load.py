@@ -185,6 +185,10 @@ class GraphQLLoad:
     def history(self) -> History:
         return History(sorted(self._ops, key=lambda o: o.start_ns))
 
+    def note(self, op: Operation) -> None:
+        """Put an operation observed elsewhere (an alert the receiver took) into the history."""
+        self._ops.append(op)
+
     def burst(self, kind: str, count: int, rate: float | None = None) -> range:
         """`count` operations of `kind` on top of the load, due at once or, with `rate`,
         spread at that many per second (a flood); each takes an idle connection or opens

@@ -58,7 +58,9 @@ def free_port() -> int:
 
 
 def test_chaos_runner_names_lab_hosts_and_the_lab_prefix_only_in_its_defaults():
-    pattern = re.compile(r"\b(db1|proxy1|app1|auth1|cache1)\b|198\.18\.|labbr0|/var/lib/chaoslab")
+    pattern = re.compile(
+        r"\b(db1|proxy1|app1|auth1|cache1|mon1)\b|198\.18\.|labbr0|/var/lib/chaoslab"
+    )
     hits = [
         f"{path.relative_to(REPO)}:{n}: {line.strip()}"
         for path in sorted((REPO / "chaos_runner").rglob("*.py"))
@@ -74,7 +76,7 @@ def test_a_cluster_is_its_inventory_and_the_playbooks_records_without_lab_json(t
     record(state_dir, inventory)
     state = LabState.load(LabSettings(state_dir, inventory))
     assert not state.embedded and state.substrate == "inventory"
-    assert sorted(state.hosts) == ["app1", "auth1", "cache1", "db1", "proxy1"]
+    assert sorted(state.hosts) == ["app1", "auth1", "cache1", "db1", "mon1", "proxy1"]
     assert state.roles.host("@db") == "db1" and state.gateway == "192.0.2.1"
     # Off the lab network but marked chaos_lab_allowed: let through without a bridge route.
     assert state.guard.check("192.0.2.11") == "192.0.2.11"
@@ -129,7 +131,7 @@ def test_status_of_a_cluster_checks_each_host_over_ssh_and_names_an_unreachable_
     assert checks[("db1", "ssh port")].detail == "192.0.2.11:2222"
     down = checks[("auth1", "ssh port")]
     assert not down.ok and "unreachable: check its ansible_host/ansible_port" in down.detail
-    assert sorted(asked) == ["app1", "cache1", "db1", "proxy1"]
+    assert sorted(asked) == ["app1", "cache1", "db1", "mon1", "proxy1"]
 
 
 def lab_status(inventory: Path, state_dir: Path, capsys) -> tuple[int, str]:

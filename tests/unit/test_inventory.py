@@ -18,6 +18,7 @@ def test_the_lab_inventory_has_every_group_and_only_lab_hosts():
         "app1": "198.18.0.13",
         "auth1": "198.18.0.14",
         "cache1": "198.18.0.15",
+        "mon1": "198.18.0.16",
     }
     assert inv.hosts["db1"].groups >= {"all", "lab", "db"}
 

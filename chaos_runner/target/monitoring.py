@@ -1,0 +1,110 @@
+"""The monitoring host as the runner sees it: where Prometheus and Alertmanager answer, and
+where their alerts are to be delivered (the runner's webhook receiver).
+
+The monitoring role records each monitoring host on the controller
+(`<state>/monitoring/<host>.json`); a lab without one has no monitors, and what needs
+alerts is skipped there.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from chaos_runner.errors import ChaosRunnerError, LabNotReady
+from chaos_runner.target.netguard import NetworkGuard
+
+MONITOR_RECORD_KEYS = ("host", "prometheus", "alertmanager", "webhook_address", "webhook_port")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    host: str
+    prometheus: str
+    alertmanager: str
+    # Where Alertmanager sends its notifications: the controller's address as the
+    # monitoring host sees it, and the receiver's port.
+    webhook_address: str
+    webhook_port: int
+
+
+def load_monitors(state_dir: Path, hosts: set[str]) -> dict[str, Monitor]:
+    """The monitoring hosts the monitoring role recorded, of the inventory's hosts."""
+    monitors: dict[str, Monitor] = {}
+    for path in sorted((state_dir / "monitoring").glob("*.json")):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LabNotReady(f"{path}: unreadable ({exc}); converge again (lab up)") from None
+        missing = [k for k in MONITOR_RECORD_KEYS if k not in raw]
+        if missing:
+            raise LabNotReady(f"{path}: lacks {', '.join(missing)}; converge again (lab up)")
+        if raw["host"] not in hosts:
+            continue  # a host of another inventory converged with the same state directory
+        monitors[raw["host"]] = Monitor(
+            host=str(raw["host"]),
+            prometheus=str(raw["prometheus"]),
+            alertmanager=str(raw["alertmanager"]),
+            webhook_address=str(raw["webhook_address"]),
+            webhook_port=int(raw["webhook_port"]),
+        )
+    return monitors
+
+
+def get(guard: NetworkGuard, url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """GET `url` on a lab host (its address checked by the guard first): status and body."""
+    guard.check(urlsplit(url).hostname or "")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read(1 << 20).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(2000).decode(errors="replace")
+
+
+def targets(guard: NetworkGuard, monitor: Monitor) -> list[dict[str, Any]]:
+    """Prometheus's active targets: [{job, host, instance, health, error}]."""
+    status, body = get(guard, monitor.prometheus + "/api/v1/targets?state=active")
+    if status != 200:
+        raise LabNotReady(f"Prometheus on {monitor.host}: /api/v1/targets answered HTTP {status}")
+    out = []
+    for t in json.loads(body)["data"]["activeTargets"]:
+        labels = t.get("labels", {})
+        out.append(
+            {
+                "job": labels.get("job", "?"),
+                "host": labels.get("host", ""),
+                "instance": labels.get("instance", "?"),
+                "health": t.get("health", "unknown"),
+                "error": t.get("lastError", ""),
+            }
+        )
+    return out
+
+
+def monitor_checks(guard: NetworkGuard, monitor: Monitor) -> list[tuple[str, bool, str]]:
+    """What `lab status` reports of a monitoring host: (item, ok, detail) for Prometheus's
+    readiness and its targets, and Alertmanager's readiness."""
+    checks: list[tuple[str, bool, str]] = []
+    for name, url in (("prometheus", monitor.prometheus), ("alertmanager", monitor.alertmanager)):
+        try:
+            status, body = get(guard, url + "/-/ready")
+            checks.append((f"{name} ready", status == 200, body.strip()[:80] or f"HTTP {status}"))
+        except (OSError, ChaosRunnerError) as exc:
+            checks.append((f"{name} ready", False, str(exc)))
+    try:
+        found = targets(guard, monitor)
+    except (OSError, ValueError, KeyError, ChaosRunnerError) as exc:
+        return [*checks, ("prometheus targets", False, str(exc))]
+    down = [t for t in found if t["health"] != "up"]
+    detail = f"{len(found) - len(down)}/{len(found)} up"
+    if down:
+        detail += "; down: " + ", ".join(
+            f"{t['job']} {t['instance']} ({t['error'] or t['health']})" for t in down
+        )
+    checks.append(("prometheus targets", bool(found) and not down, detail))
+    return checks
