@@ -32,8 +32,10 @@ from chaos_runner.analysis.metrics import (
     within,
 )
 from chaos_runner.model.scenario import Expect
+from chaos_runner.target.monitoring import error_categories
 from chaos_runner.workload.alerts import ALERT_KIND
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS
+from chaos_runner.workload.tokens import EXPIRING_TTL_S
 
 # CheckResult lives in chaos_runner.analysis.checks; callers may take it from here too.
 __all__ = [
@@ -92,6 +94,10 @@ class Evidence:
     # Operations signed with a key the JWKS withdrew (jwks.rotate), judged by their own
     # check, never by the SLO or as bad tokens.
     withdrawn_ops: list[Operation] = field(default_factory=list)
+    # Operations whose token was minted as they were sent, expiring within EXPIRING_TTL_S.
+    expiring_ops: list[Operation] = field(default_factory=list)
+    # FraiseQL's counters' growth over the attempt (expect.counted_in_metrics), or None.
+    app_counters: dict[str, float] | None = None
     # When the first fault's inject began (its harm may come before `fault_start_ns`).
     inject_ns: int | None = None
 
@@ -532,6 +538,10 @@ def scoped(ev: Evidence) -> list[CheckResult]:
         out.append(_same_answers(ev, kind))
     if ev.withdrawn_ops:
         out.append(_withdrawn_key(ev))
+    if ev.expiring_ops:
+        out.append(_expiring_tokens(ev))
+    if ev.expect.counted_in_metrics:
+        out.append(_counted_in_metrics(ev))
     detect = ev.expect.detect
     if detect is not None:
         probes = [o for o in ev.side_ops if o.kind == detect.probe]
@@ -654,6 +664,63 @@ def _withdrawn_key(ev: Evidence) -> CheckResult:
         bool(judged) and not late and len(refused) == len(judged),
         "never accepted" if stayed is None else f"accepted until {stayed} s after the withdrawal",
         f"refused from {limit_s:g} s after the withdrawal on",
+        why,
+    )
+
+
+def _counted_in_metrics(ev: Evidence) -> CheckResult:
+    """FraiseQL counts the failures of the named kinds in its own metrics: its error
+    series grew by at least the failed answers of those kinds (other failures may add to
+    them, never subtract)."""
+    kinds = ev.expect.counted_in_metrics
+    answered = [
+        o
+        for o in [*ev.valid_ops, *ev.side_ops]
+        if o.kind in kinds and o.outcome != "ok" and o.status is not None
+    ]
+    categories = None if ev.app_counters is None else error_categories(ev.app_counters)
+    counted = None if categories is None else round(sum(categories.values()))
+    shown = sorted((categories or {}).items(), key=lambda kv: -kv[1])[:4]
+    return CheckResult(
+        "failures counted in FraiseQL's metrics",
+        counted is not None and bool(answered) and counted >= len(answered),
+        counted,
+        f">= {len(answered)} (failed answers to {', '.join(kinds)})",
+        "FraiseQL's /metrics could not be read before and after the load"
+        if counted is None
+        else f"no failed answer to {', '.join(kinds)}"
+        if not answered
+        else "; ".join(f"{k}: {v:g}" for k, v in shown) or "no error series grew",
+    )
+
+
+def _expiring_tokens(ev: Evidence) -> CheckResult:
+    """A request whose token expires while it is in flight is executed whole or refused as
+    an auth error - never failed another way (a half-done request, a server error). Its
+    writes are judged by the ledger (executed: present; refused: absent). The scenario
+    must have made tokens expire in flight: a request answered later than the token's
+    lifetime (executed though expired by then), or one refused because it expired first."""
+    ops = ev.expiring_ops
+    ttl_ns = EXPIRING_TTL_S * NS_PER_S
+    executed = [o for o in ops if o.outcome == "ok"]
+    outlived = [o for o in executed if o.latency_ns > ttl_ns]
+    refused = [o for o in ops if o.auth_rejected]
+    other = [o for o in ops if o.outcome != "ok" and not o.auth_rejected]
+    exercised = bool(outlived or refused)
+    why = (
+        f"{len(other)} failed otherwise: {examples(other)}"
+        if other
+        else ""
+        if exercised
+        else f"no token expired in flight: no request took longer than {EXPIRING_TTL_S} s"
+        " and none was refused (slow the request path more)"
+    )
+    return CheckResult(
+        "expiring tokens: executed whole or refused",
+        exercised and not other,
+        f"{len(executed)} executed ({len(outlived)} answered after the token expired),"
+        f" {len(refused)} refused, {len(other)} other",
+        "each executed or refused as an auth error; some expired in flight",
         why,
     )
 

@@ -33,16 +33,19 @@ from chaos_runner.analysis.metrics import (
     windows,
 )
 from chaos_runner.analysis.sampling import (
+    DbSample,
     Sample,
+    db_load,
     max_rss_mb,
     pid_samples,
     restarts,
     unknown_samples,
 )
 from chaos_runner.model.scenario import Scenario
+from chaos_runner.target.monitoring import error_categories
 from chaos_runner.workload.alerts import ALERT_KIND
 from chaos_runner.workload.operations import EXPECTED_REFUSAL_KINDS, PROBE_PATHS
-from chaos_runner.workload.tokens import WITHDRAWN
+from chaos_runner.workload.tokens import EXPIRING, WITHDRAWN
 
 if TYPE_CHECKING:
     from chaos_runner.analysis.ledger import GroupRows
@@ -75,6 +78,11 @@ class Observed:
     # An alert receiver listened during the attempt (a monitoring host exists): an alert
     # that never came counts as not detected.
     alerting: bool = False
+    # PostgreSQL's load through the attempt (scenario `observe: [postgresql]`), else None.
+    db_samples: list[DbSample] | None = None
+    # How FraiseQL's own counters (/metrics) grew over the attempt, when the scenario
+    # asked (expect.counted_in_metrics); None: not asked, or no /metrics to read.
+    app_counters: dict[str, float] | None = None
 
 
 # Operations outside the service load: probes, invalid GraphQL (expected refusals) and the
@@ -190,8 +198,9 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
     end = t.first("recovery-end") or max((o.end_ns for o in seen.history), default=0)
     valid = service_ops(seen.history)
     side = [o for o in seen.history if o.token == "valid" and o.kind in SIDE_KINDS]
-    probes = [o for o in seen.history if o.token not in ("valid", WITHDRAWN)]
+    probes = [o for o in seen.history if o.token not in ("valid", WITHDRAWN, EXPIRING)]
     withdrawn = [o for o in seen.history if o.token == WITHDRAWN]
+    expiring = [o for o in seen.history if o.token == EXPIRING]
     all_windows = windows(valid, seen.origin_ns, end, seen.window_ns)
     heal_end = t.first("heal-end")
     inject_start = t.first("inject-start")
@@ -219,6 +228,8 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         valid_ops=valid,
         probe_ops=probes,
         withdrawn_ops=withdrawn,
+        expiring_ops=expiring,
+        app_counters=seen.app_counters,
         inject_ns=bite_from,
         windows=all_windows,
         baseline=seen.base,
@@ -258,6 +269,7 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         "detection_s": detection_s(valid, side, bite, seen.alerting),
         "bad_token_requests": len(probes),
         "withdrawn_key_requests": len(withdrawn),
+        "expiring_token_requests": len(expiring),
         "bite_s": None
         if bite is None or bite_from is None
         else round((bite - bite_from) / NS_PER_S, 3),
@@ -277,6 +289,20 @@ def evaluate(scenario: Scenario, seen: Observed) -> tuple[str, str, dict[str, An
         # Probes of FaultClient's process sampler that got no answer: neither up nor down.
         "process_samples_unknown": unknown_samples(seen.samples),
         "isolation": isolation_summary(iso),
+        "app_errors_counted": None
+        if seen.app_counters is None
+        else error_categories(seen.app_counters),
+        "postgresql": None
+        if seen.db_samples is None
+        else db_load(
+            seen.db_samples,
+            {
+                "baseline": (seen.origin_ns, bite_from) if bite_from is not None else None,
+                "fault": (fault_start, fault_end)
+                if fault_start is not None and fault_end is not None
+                else None,
+            },
+        ),
     }
     details = {
         "checks": [c.as_dict() for c in checks],

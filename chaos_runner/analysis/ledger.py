@@ -7,6 +7,7 @@ as the lab's admin role, so a fault on the app's path does not blind the checker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -126,3 +127,75 @@ class LedgerStore:
             return True
         except LabNotReady:
             return False
+
+    def activity(self, conn: psycopg.Connection[tuple[object, ...]]) -> DbActivity:
+        """One look at the app database's load: its backends (active, waiting on a lock,
+        the longest lock wait so far) and its transaction and tuple counters."""
+        row = conn.execute(ACTIVITY_SQL).fetchone()
+        assert row is not None
+        waiters, active, backends, wait_s, xacts, tuples = row
+        return DbActivity(
+            lock_waiters=int(waiters),  # type: ignore[call-overload]
+            active=int(active),  # type: ignore[call-overload]
+            backends=int(backends),  # type: ignore[call-overload]
+            lock_wait_s=float(wait_s),  # type: ignore[arg-type]
+            xacts=int(xacts),  # type: ignore[call-overload]
+            tuples=int(tuples),  # type: ignore[call-overload]
+        )
+
+    def connect_for_sampling(self) -> psycopg.Connection[tuple[object, ...]]:
+        """A short-timeout connection for the activity sampler (its own; it may be lost)."""
+        conn = self._connect(timeout_s=2)
+        conn.execute("SET statement_timeout = '1s'")
+        return conn
+
+
+# pg_stat_activity of the app database (not this session), and its pg_stat_database
+# counters: committed and rolled-back transactions, tuples returned and fetched.
+ACTIVITY_SQL = """
+SELECT count(*) FILTER (WHERE a.wait_event_type = 'Lock'),
+       count(*) FILTER (WHERE a.state = 'active'),
+       count(*),
+       coalesce(extract(epoch FROM max(now() - a.query_start)
+                FILTER (WHERE a.wait_event_type = 'Lock')), 0),
+       (SELECT xact_commit + xact_rollback FROM pg_stat_database d
+         WHERE d.datname = current_database()),
+       (SELECT tup_returned + tup_fetched FROM pg_stat_database d
+         WHERE d.datname = current_database())
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+
+
+@dataclass(frozen=True)
+class DbActivity:
+    lock_waiters: int
+    active: int
+    backends: int
+    lock_wait_s: float
+    xacts: int
+    tuples: int
+
+
+class ActivityProbe:
+    """The activity sampler's probe: one connection, opened on first use and again after
+    a failure (PostgreSQL stopped or unreachable), closed by close()."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def __call__(self) -> DbActivity:
+        try:
+            if self._conn is None:
+                self._conn = self.store.connect_for_sampling()
+            return self.store.activity(self._conn)
+        except (psycopg.Error, LabNotReady):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(psycopg.Error):
+                conn.close()

@@ -5,7 +5,8 @@ reading the program's pidfile and /proc (op `proc`: a guest's PIDs are its own) 
 pid and resident memory every interval. A pid change between two samples that found the
 program is a restart; a probe that answered "not running" saw the program down; a probe
 that failed (no answer: the connection to the host was lost) is an *unknown* sample, which
-proves neither.
+proves neither. ActivitySampler follows PostgreSQL's load the same way, through the
+runner's own connection to the database host.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chaos_runner.analysis.ledger import DbActivity
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +78,99 @@ class ProcessSampler:
         return Sample(ns, pid, rss if pid is not None else None, known)
 
     def _loop(self) -> None:
-        interval_ns = int(self.interval_s * 1e9)
-        due = time.monotonic_ns()
-        while not self._stop.is_set():
-            self.samples.append(self.sample())
-            # On the interval's grid; after a slow probe (a timeout) the next one is an
-            # interval later, not made up for in a burst.
-            now = time.monotonic_ns()
-            due += interval_ns
-            if due <= now:
-                due = now + interval_ns
-            self._stop.wait((due - now) / 1e9)
+        on_grid(self._stop, self.interval_s, lambda: self.samples.append(self.sample()))
+
+
+def on_grid(stop: threading.Event, interval_s: float, take: Callable[[], None]) -> None:
+    """Call `take` every interval until `stop` is set: on the interval's grid; after a slow
+    call (a timeout) the next one is an interval later, not made up for in a burst."""
+    interval_ns = int(interval_s * 1e9)
+    due = time.monotonic_ns()
+    while not stop.is_set():
+        take()
+        now = time.monotonic_ns()
+        due += interval_ns
+        if due <= now:
+            due = now + interval_ns
+        stop.wait((due - now) / 1e9)
+
+
+@dataclass(frozen=True)
+class DbSample:
+    ns: int
+    # None: the probe failed (PostgreSQL down or unreachable): its load is unknown.
+    activity: DbActivity | None
+
+
+@dataclass
+class ActivitySampler:
+    """PostgreSQL's load (pg_stat_activity, pg_stat_database) every interval, through its
+    own connection: lock waiters, active backends, transaction and tuple counters."""
+
+    probe: Callable[[], DbActivity]
+    interval_s: float = 0.5
+    samples: list[DbSample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="db-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[DbSample]:
+        self._stop.set()
+        self._thread.join(5)
+        return list(self.samples)
+
+    def _loop(self) -> None:
+        on_grid(self._stop, self.interval_s, self._take)
+
+    def _take(self) -> None:
+        sent = time.monotonic_ns()
+        try:
+            activity: DbActivity | None = self.probe()
+        except Exception as exc:  # a lost sample, never a crash
+            if not self.samples or self.samples[-1].activity is not None:
+                log.warning("PostgreSQL activity probe failed (sample unknown): %s", exc)
+            activity = None
+        self.samples.append(DbSample((sent + time.monotonic_ns()) // 2, activity))
+
+
+def db_load(
+    samples: list[DbSample], spans: dict[str, tuple[int, int] | None]
+) -> dict[str, Any] | None:
+    """PostgreSQL's load in each named span (e.g. baseline, fault): the most lock waiters
+    and active backends seen, the longest lock wait, transactions and tuples per second
+    (counter deltas between the span's first and last known sample), and how many samples
+    were unknown; `xact_ratio`: the fault's transaction rate over the baseline's."""
+    if not samples:
+        return None
+    out: dict[str, Any] = {}
+    for name, span in spans.items():
+        if span is None:
+            out[name] = None
+            continue
+        inside = [s for s in samples if span[0] <= s.ns <= span[1]]
+        known = [(s.ns, s.activity) for s in inside if s.activity is not None]
+        entry: dict[str, Any] = {"samples": len(inside), "unknown": len(inside) - len(known)}
+        if known:
+            acts = [a for _, a in known]
+            entry.update(
+                lock_waiters_max=max(a.lock_waiters for a in acts),
+                active_max=max(a.active for a in acts),
+                lock_wait_max_s=round(max(a.lock_wait_s for a in acts), 3),
+            )
+            (t0, a0), (t1, a1) = known[0], known[-1]
+            if t1 > t0:
+                secs = (t1 - t0) / 1e9
+                entry["xacts_per_s"] = round((a1.xacts - a0.xacts) / secs, 1)
+                entry["tuples_per_s"] = round((a1.tuples - a0.tuples) / secs, 1)
+        out[name] = entry
+    base = (out.get("baseline") or {}).get("xacts_per_s")
+    fault = (out.get("fault") or {}).get("xacts_per_s")
+    out["xact_ratio"] = round(fault / base, 2) if base and fault is not None else None
+    return out
 
 
 def restarts(samples: list[Sample]) -> list[dict[str, int | None]]:

@@ -48,6 +48,9 @@ BAD_TOKENS = (
     "bad-signature",
     "expired",
     "wrong-audience",
+    # Minted as each request is sent, expiring within 1 s (tokens.EXPIRING): not refused
+    # by definition; judged as executed whole or refused (checkers._expiring_tokens).
+    "expiring",
 )
 CLIENT_FAULTS = ("client.bad-token", "client.burst")
 # Faults the runner composes from an agent kind and the load (chaos_runner.faults.steps).
@@ -185,6 +188,10 @@ class Expect:
     # Reads (ANSWER_KINDS) whose every successful answer from the fault on must be one the
     # baseline saw: corrupted or stale data served as an answer is caught here.
     same_answers: list[str] = field([], check=_answer_kinds_check)
+    # Kinds of operation whose failures FraiseQL must count in its own metrics: the error
+    # series of its /metrics (scraped before and after the load) grow by at least the
+    # number of failed answers of these kinds.
+    counted_in_metrics: list[str] = field([], check=_kinds_check)
     detect: Detect | None = None
     # jwks.rotate: a token under the withdrawn key must be refused from this many seconds
     # after the withdrawal on (FraiseQL has fetched the new document by then: the new key
@@ -297,6 +304,10 @@ class ScenarioDoc:
     windows: Windows = field(Windows())
     abort: Abort = field(Abort())
     counter: str | None = None
+    # Extra sources sampled through the attempt: `postgresql` - its load (lock waiters,
+    # active backends, transactions and tuples per second), reported in the baseline and
+    # during the fault (metrics.postgresql).
+    observe: list[Literal["postgresql"]] = field([])
     skip: str | None = None
     variants: list[Variant] = field([])
     sweep: Sweep | None = None

@@ -27,7 +27,7 @@ from chaos_runner.analysis.baseline import (
 from chaos_runner.analysis.evaluate import Observed, evaluate, service_ops
 from chaos_runner.analysis.history import Operation
 from chaos_runner.analysis.isolation import ISOLATION_KINDS
-from chaos_runner.analysis.ledger import LedgerStore
+from chaos_runner.analysis.ledger import ActivityProbe, LedgerStore
 from chaos_runner.analysis.metrics import (
     NS_PER_S,
     Slo,
@@ -37,7 +37,7 @@ from chaos_runner.analysis.metrics import (
     pooled,
     windows,
 )
-from chaos_runner.analysis.sampling import Probe, ProcessSampler
+from chaos_runner.analysis.sampling import ActivitySampler, DbSample, Probe, ProcessSampler
 from chaos_runner.errors import ChaosRunnerError
 from chaos_runner.faults.channel import FaultClient
 from chaos_runner.faults.steps import AgentFault, build_fault
@@ -53,6 +53,7 @@ from chaos_runner.model.scenario import (
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, guest_alive, lab_checks
+from chaos_runner.target.monitoring import counter_deltas, scrape_counters
 from chaos_runner.workload.alerts import ALERT_KIND, AlertReceiver
 from chaos_runner.workload.load import GraphQLLoad
 from chaos_runner.workload.operations import LoadSettings, account_group, line_problem
@@ -141,6 +142,9 @@ class Attempt:
         }
         self.load: GraphQLLoad | None = None
         self.sampler: ProcessSampler | None = None
+        self.db_sampler: ActivitySampler | None = None
+        self.db_probe: ActivityProbe | None = None
+        self.counters_before: dict[str, float] | None = None
         self.schedule: FaultSchedule | None = None
 
     def say(self, message: str) -> None:
@@ -308,6 +312,13 @@ class Attempt:
         self.counter_before = self.ledger.counter(doc.counter) if doc.counter else None
         self.sampler = ProcessSampler(self._process_probe(app.host, app.program))
         self.sampler.start()
+        if "postgresql" in doc.observe:
+            self.db_probe = ActivityProbe(self.ledger)
+            self.db_sampler = ActivitySampler(self.db_probe)
+            self.db_sampler.start()
+        self.counters_before = (
+            scrape_counters(ctx.state.guard, app.url) if doc.expect.counted_in_metrics else None
+        )
         self.timeline.mark("load-start")
         self.load.start()
         if ctx.alerts is not None:
@@ -458,6 +469,11 @@ class Attempt:
         history = self.load.history()
         samples = self.sampler.stop()
         self.sampler = None
+        db_samples = self._stop_db_sampler()
+        counted = None
+        if self.counters_before is not None:
+            after = scrape_counters(self.ctx.state.guard, self.app.url)
+            counted = None if after is None else counter_deltas(self.counters_before, after)
         writes = [o for o in history if o.op_id is not None]
         present = self.ledger.present(o.op_id for o in writes if o.op_id) if writes else set()
         counter_after = self.ledger.counter(self.doc.counter) if self.doc.counter else None
@@ -484,6 +500,8 @@ class Attempt:
             accounts=accounts,
             op_prefix=settings.op_prefix,
             alerting=self.ctx.alerts is not None,
+            db_samples=db_samples,
+            app_counters=counted,
         )
         outcome, reason, details = evaluate(self.scenario, observed)
         if self.result["outcome"] != "aborted":
@@ -508,6 +526,17 @@ class Attempt:
             self.result["history_file"] = name
         if self.sampler is not None:
             self.sampler.stop()
+        self._stop_db_sampler()
+
+    def _stop_db_sampler(self) -> list[DbSample] | None:
+        """The PostgreSQL samples (None when the scenario did not ask for them)."""
+        if self.db_sampler is None:
+            return None
+        samples = self.db_sampler.stop()
+        self.db_sampler = None
+        if self.db_probe is not None:
+            self.db_probe.close()
+        return samples
 
 
 def run_attempt(scenario: Scenario, ctx: RunContext, number: int) -> dict[str, Any]:

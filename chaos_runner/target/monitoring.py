@@ -108,3 +108,64 @@ def monitor_checks(guard: NetworkGuard, monitor: Monitor) -> list[tuple[str, boo
         )
     checks.append(("prometheus targets", bool(found) and not down, detail))
     return checks
+
+
+def parse_counters(text: str) -> dict[str, float]:
+    """The counters (`*_total` series) of a Prometheus text exposition: series (name and
+    labels, as written) -> value."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        brace = line.rfind("}")
+        series, _, rest = (
+            (line[: brace + 1], "", line[brace + 1 :]) if brace >= 0 else line.partition(" ")
+        )
+        name = series.split("{", 1)[0]
+        if not name.endswith("_total"):
+            continue
+        try:
+            out[series.strip()] = float(rest.split()[0])
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def scrape_counters(guard: NetworkGuard, app_url: str) -> dict[str, float] | None:
+    """The counters of a FraiseQL app's /metrics, or None when it serves none."""
+    try:
+        status, body = get(guard, app_url + "/metrics", timeout=5)
+    except OSError:
+        return None
+    return parse_counters(body) if status == 200 else None
+
+
+def counter_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """How much each counter grew (a series that appeared counts from 0); unchanged ones
+    are left out."""
+    out = {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def error_categories(deltas: dict[str, float]) -> dict[str, float]:
+    """The errors an app counted, by category: its `*_errors_total` series (labels as the
+    category) and its HTTP answers with a 4xx/5xx status (`*_http_requests_total`)."""
+    out: dict[str, float] = {}
+    for series, value in deltas.items():
+        name, _, labels = series.partition("{")
+        labels = labels.rstrip("}")
+        if name.endswith("_errors_total"):
+            out[f"{name}{{{labels}}}"] = value
+        elif name.endswith("_http_requests_total"):
+            status = next(
+                (
+                    p.split("=", 1)[1].strip('"')
+                    for p in labels.split(",")
+                    if p.startswith("status=")
+                ),
+                "",
+            )
+            if status[:1] in ("4", "5"):
+                out[f"HTTP {status}"] = out.get(f"HTTP {status}", 0.0) + value
+    return out

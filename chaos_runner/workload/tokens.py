@@ -130,6 +130,12 @@ def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
 
 # The label of operations sent with a token under a key the JWKS no longer publishes.
 WITHDRAWN = "withdrawn-key"
+# The label (a client.bad-token kind) of operations whose token is minted as they are
+# sent and expires within EXPIRING_TTL_S: JWT times are whole seconds, so a token minted at
+# t expires at floor(t) + 1, at most 1 s later. A request slower than that had its token
+# expire in flight; one that waited longer before FraiseQL looked at it must be refused.
+EXPIRING = "expiring"
+EXPIRING_TTL_S = 1
 # The operations whose answer depends on the token: GraphQL ones that FraiseQL executes
 # (not the GET probes, not invalid GraphQL refused before any token is looked at).
 SIGNED_KINDS = frozenset(OP_KINDS) - set(PROBE_PATHS) - EXPECTED_REFUSAL_KINDS
@@ -164,7 +170,10 @@ class TokenSwitch:
             self.valid, self.withdrawn = self.withdrawn, None
 
     def activate(self, tokens: list[str], share: float, ops: list[str]) -> None:
-        self.bad = [(t, bad_authorization(t, self.minter)) for t in tokens]
+        # An expiring token is minted per request (below), not once here.
+        self.bad = [
+            (t, None if t == EXPIRING else bad_authorization(t, self.minter)) for t in tokens
+        ]
         self.every = max(1, round(1 / share))
         self.ops = set(ops)
 
@@ -175,7 +184,11 @@ class TokenSwitch:
         bad = self.bad
         if bad and kind in self.ops and index % self.every == 0:
             self.sent += 1
-            return bad[(index // self.every) % len(bad)]
+            label, header = bad[(index // self.every) % len(bad)]
+            if label == EXPIRING:
+                token = self.minter.mint(subject="chaos-expiring", ttl_s=EXPIRING_TTL_S)
+                return label, f"Bearer {token}"
+            return label, header
         withdrawn = self.withdrawn
         if withdrawn is not None and kind in SIGNED_KINDS and index % self.withdrawn_every == 0:
             return WITHDRAWN, withdrawn

@@ -213,3 +213,51 @@ def test_a_broken_monitor_record_says_to_converge_again(tmp_path):
     (tmp_path / "monitoring" / "mon1.json").write_text("{")
     with pytest.raises(LabNotReady, match="unreadable"):
         load_monitors(tmp_path, {"mon1"})
+
+
+METRICS = """# HELP fraiseql_http_requests_total Total HTTP requests
+# TYPE fraiseql_http_requests_total counter
+fraiseql_http_requests_total{endpoint="/graphql",method="POST",status="200"} 120.0
+fraiseql_http_requests_total{endpoint="/graphql",method="POST",status="400"} 30.0
+fraiseql_http_requests_total{endpoint="/health",method="GET",status="503"} 2.0
+fraiseql_http_requests_created{endpoint="/graphql",method="POST",status="200"} 1.7e9
+fraiseql_errors_total{error_code="GRAPHQL_PARSE_FAILED",error_type="GraphQLError",\
+operation="query"} 25.0
+fraiseql_db_connections_active 3.0
+"""
+
+
+def test_the_apps_error_counters_are_read_by_category():
+    from chaos_runner.target.monitoring import counter_deltas, error_categories, parse_counters
+
+    before = parse_counters(METRICS)
+    assert len(before) == 4  # the *_total series only
+    after = parse_counters(
+        METRICS.replace('status="400"} 30.0', 'status="400"} 1030.0').replace("} 25.0", "} 525.0")
+    )
+    deltas = counter_deltas(before, after)
+    assert error_categories(deltas) == {
+        "HTTP 400": 1000.0,
+        'fraiseql_errors_total{error_code="GRAPHQL_PARSE_FAILED",error_type="GraphQLError",'
+        'operation="query"}': 500.0,
+    }
+    # Before any error: a series that appears counts from 0.
+    assert counter_deltas({}, {"a_errors_total": 2.0}) == {"a_errors_total": 2.0}
+
+
+def test_failures_must_show_in_the_apps_metrics():
+    from chaos_runner.analysis.checkers import scoped
+
+    refused = [*during([5, 5, 5], ["fail", "fail", "fail"], kind="invalid", status=400)]
+    base = evidence("tolerate", side_ops=refused, expect={"counted_in_metrics": ["invalid"]})
+
+    def check(counters):
+        ev = Evidence(**{**base.__dict__, "app_counters": counters})
+        return next(c for c in scoped(ev) if c.name == "failures counted in FraiseQL's metrics")
+
+    ok = check({'x_http_requests_total{status="400"}': 3.0})
+    assert (ok.ok, ok.measured, ok.expected) == (True, 3, ">= 3 (failed answers to invalid)")
+    short = check({'x_http_requests_total{status="200"}': 3.0})
+    assert (short.ok, short.measured, short.detail) == (False, 0, "no error series grew")
+    unread = check(None)
+    assert not unread.ok and "could not be read" in unread.detail

@@ -106,3 +106,70 @@ def test_the_sampler_keeps_its_interval_and_survives_failing_probes(caplog):
 def test_any_probe_failure_is_unknown(exc):
     (sample,) = sampled([exc])
     assert sample.known is False and sample.pid is None
+
+
+def activity(
+    waiters: int = 0, active: int = 1, wait_s: float = 0.0, xacts: int = 0, tuples: int = 0
+):
+    from chaos_runner.analysis.ledger import DbActivity
+
+    return DbActivity(waiters, active, active + 2, wait_s, xacts, tuples)
+
+
+def test_db_load_reports_each_span_from_its_own_samples():
+    from chaos_runner.analysis.sampling import DbSample, db_load
+
+    s = 1_000_000_000
+    samples = [
+        DbSample(0, activity(xacts=100, tuples=1000)),
+        DbSample(1 * s, activity(xacts=110, tuples=1100)),
+        DbSample(2 * s, activity(xacts=120, tuples=1200)),  # baseline: 10 xacts/s
+        DbSample(3 * s, activity(waiters=4, active=9, wait_s=0.8, xacts=140, tuples=1500)),
+        DbSample(4 * s, None),  # lost: PostgreSQL did not answer
+        DbSample(5 * s, activity(waiters=2, active=5, wait_s=1.25, xacts=200, tuples=2400)),
+    ]
+    out = db_load(samples, {"baseline": (0, 2 * s), "fault": (3 * s, 5 * s), "none": None})
+    assert out == {
+        "baseline": {
+            "samples": 3, "unknown": 0, "lock_waiters_max": 0, "active_max": 1,
+            "lock_wait_max_s": 0.0, "xacts_per_s": 10.0, "tuples_per_s": 100.0,
+        },
+        "fault": {
+            "samples": 3, "unknown": 1, "lock_waiters_max": 4, "active_max": 9,
+            "lock_wait_max_s": 1.25, "xacts_per_s": 30.0, "tuples_per_s": 450.0,
+        },
+        "none": None,
+        "xact_ratio": 3.0,
+    }  # fmt: skip
+    # A span with no answer at all has no numbers, only its count of lost samples.
+    lost = db_load([DbSample(0, None)], {"baseline": (0, 1), "fault": (0, 1)})
+    assert lost == {
+        "baseline": {"samples": 1, "unknown": 1},
+        "fault": {"samples": 1, "unknown": 1},
+        "xact_ratio": None,
+    }
+    assert db_load([], {"fault": (0, 1)}) is None
+
+
+def test_the_activity_sampler_records_lost_samples_and_warns_once(caplog):
+    from chaos_runner.analysis.sampling import ActivitySampler
+
+    answers = iter([activity(), LOST, LOST, activity(waiters=1)])
+
+    def probe():
+        answer = next(answers, None)
+        if answer is None:
+            return activity()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sampler = ActivitySampler(probe, interval_s=0.01)
+    started = time.monotonic()
+    sampler.start()
+    while len(sampler.samples) < 5 and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    samples = sampler.stop()
+    assert [s.activity is not None for s in samples[:4]] == [True, False, False, True]
+    assert samples[3].activity.lock_waiters == 1  # type: ignore[union-attr]
+    assert caplog.text.count("PostgreSQL activity probe failed") == 1
