@@ -542,6 +542,8 @@ def scoped(ev: Evidence) -> list[CheckResult]:
         out.append(_expiring_tokens(ev))
     if ev.expect.counted_in_metrics:
         out.append(_counted_in_metrics(ev))
+    if ev.expect.reads_see_writes:
+        out.append(_reads_see_writes(ev))
     detect = ev.expect.detect
     if detect is not None:
         probes = [o for o in ev.side_ops if o.kind == detect.probe]
@@ -665,6 +667,50 @@ def _withdrawn_key(ev: Evidence) -> CheckResult:
         "never accepted" if stayed is None else f"accepted until {stayed} s after the withdrawal",
         f"refused from {limit_s:g} s after the withdrawal on",
         why,
+    )
+
+
+def _version(o: Operation) -> int | None:
+    value = (o.detail or {}).get("version")
+    return int(value) if isinstance(value, int) else None
+
+
+def _reads_see_writes(ev: Evidence) -> CheckResult:
+    """A read of the note started after a rename was acknowledged shows that rename (its
+    version or a later one); measured: how many reads were stale, and for how long the
+    longest one lagged - from the acknowledgement of the first write it missed."""
+    writes = sorted(
+        (o.end_ns, v)
+        for o in ev.valid_ops
+        if o.kind == "note_write" and o.outcome == "ok" and (v := _version(o)) is not None
+    )
+    reads = [o for o in ev.valid_ops if o.kind == "note_read" and o.outcome == "ok"]
+    judged = 0
+    stale: list[tuple[Operation, float]] = []
+    shown: list[str] = []
+    for r in reads:
+        seen = _version(r)
+        acked = [(end, v) for end, v in writes if end < r.start_ns]
+        if not acked or seen is None:
+            continue
+        judged += 1
+        newest = max(v for _, v in acked)
+        if seen < newest:
+            missed = min(end for end, v in acked if v > seen)
+            stale.append((r, (r.start_ns - missed) / NS_PER_S))
+            if len(shown) < 3:
+                shown.append(f"read version {seen} after version {newest} was acknowledged")
+    longest = max((lag for _, lag in stale), default=0.0)
+    return CheckResult(
+        "reads see acknowledged writes",
+        judged > 0 and not stale,
+        f"{len(stale)}/{judged} stale",
+        "0 stale: every read shows the writes acknowledged before it",
+        "no note read after an acknowledged note write"
+        if not judged
+        else f"the longest lagged {longest:.1f} s behind an acknowledged write; " + "; ".join(shown)
+        if stale
+        else f"{len(writes)} writes acknowledged",
     )
 
 

@@ -58,7 +58,7 @@ RUNNER_KINDS = ("jwks.rotate",)
 # Result caches an app record can name (roles/fraiseql: fraiseql_cache).
 CACHES = ("redis", "postgresql")
 # Fault kinds that act once and leave nothing to heal: the only ones `prepare` may run.
-ONE_SHOT_KINDS = ("proc.restart", "cache.flush")
+ONE_SHOT_KINDS = ("proc.restart", "cache.flush", "cache.delete")
 Expectation = Literal["tolerate", "fail-fast", "reject", "consistent"]
 # Isolation anomalies the account experiments can show (chaos_runner.analysis.checkers
 # judges them against PostgreSQL's documented behaviour per level).
@@ -192,6 +192,9 @@ class Expect:
     # series of its /metrics (scraped before and after the load) grow by at least the
     # number of failed answers of these kinds.
     counted_in_metrics: list[str] = field([], check=_kinds_check)
+    # Every note_read that started after a note_write was acknowledged shows that write
+    # (its version or a later one): no stale answer from a cache.
+    reads_see_writes: bool = False
     detect: Detect | None = None
     # jwks.rotate: a token under the withdrawn key must be refused from this many seconds
     # after the withdrawal on (FraiseQL has fetched the new document by then: the new key

@@ -56,6 +56,12 @@ SNAPSHOT = (
     "accounts total initialTotal withdrawn minBalance transfers totalAgain initialTotalAgain "
     "withdrawnAgain transfersAgain } }"
 )
+# The note the cache experiments rename (demo_seed.sql); each update bumps its version.
+NOTE_ID = "00000000-0000-4000-a000-000000000001"
+NOTE_READ = f'{{ note(id: "{NOTE_ID}") {{ id title version }} }}'
+NOTE_WRITE = (
+    "mutation($input: UpdateNoteInput!) { updateNote(input: $input) { status message version } }"
+)
 # Invalid GraphQL, one variant per operation in turn. `items` is never cached, so these
 # stay out of 0.5.3's result-cache path (the recursion leak after 960 cached lists).
 INVALID_VARIANTS = ("syntax", "unknown-field", "depth", "fragment-cycle")
@@ -85,10 +91,12 @@ OP_KINDS = (
     "transfer",
     "snapshot_read",
     "metrics",
+    "note_write",
+    "note_read",
 )
 # GETs beside the GraphQL load: liveness, readiness and the Prometheus scrape.
 PROBE_PATHS = {"health": "/health", "ready": "/ready", "metrics": "/metrics"}
-WRITE_KINDS = frozenset({"mutation", "increment", "transfer"})
+WRITE_KINDS = frozenset({"mutation", "increment", "transfer", "note_write"})
 # Failures of these are the expected answer, not errors of the system under test.
 EXPECTED_REFUSAL_KINDS = frozenset({"invalid"})
 # Reads of data no scenario changes: each successful answer keeps a digest of its `data`
@@ -227,6 +235,11 @@ def request_for(kind: str, index: int, settings: LoadSettings) -> OpRequest:
         return _graphql(query, detail={"variant": variant})
     if kind == "introspection":
         return _graphql(INTROSPECTION)
+    if kind == "note_read":
+        return _graphql(NOTE_READ)
+    if kind == "note_write":
+        title = f"{settings.op_prefix}-{index}"
+        return _graphql(NOTE_WRITE, {"input": {"id": NOTE_ID, "title": title}})
     group = account_group(settings)
     if kind == "transfer":
         names = list(ACCOUNT_NAMES[: params.accounts])
@@ -274,15 +287,15 @@ def judge(kind: str, status: int, text: str) -> Verdict:
         if not write:
             return Verdict("ok", detail=detail)
         payload = next(iter(resp.data.values()), None)
-        if kind == "transfer" and isinstance(payload, dict):
+        if kind in ("transfer", "note_write") and isinstance(payload, dict):
             # The function's own verdict: `success`, or `failed:*` / `noop:*` (refused,
-            # nothing written).
+            # nothing written). A note rename answers the same way.
             answer = str(payload.get("status") or "")
             if answer == "success":
                 return Verdict("ok", detail=detail)
             if answer.startswith(("failed:", "noop:")):
                 return Verdict("fail", f"{answer}: {payload.get('message')}"[:300], detail=detail)
-            return Verdict("info", f"unexpected transfer answer: {text[:200]}")
+            return Verdict("info", f"unexpected {kind} answer: {text[:200]}")
         typename = payload.get("__typename", "") if isinstance(payload, dict) else ""
         if typename.endswith("Success"):
             return Verdict("ok")
@@ -322,6 +335,8 @@ def _observed(kind: str, resp: GraphQLResponse) -> dict[str, Any] | None:
         return {key: payload.get(name) for name, key in _SNAPSHOT_FIELDS.items()}
     if kind == "transfer" and isinstance(payload, dict) and payload.get("isolation"):
         return {"isolation": payload["isolation"]}
+    if kind in ("note_write", "note_read") and isinstance(payload, dict):
+        return {"version": payload.get("version")}
     if kind == "large" and isinstance(payload, list):
         return {"rows": len(payload)}
     if kind in ANSWER_KINDS:

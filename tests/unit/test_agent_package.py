@@ -339,7 +339,7 @@ def test_zipapp_lists_every_kind_with_its_parameters(tmp_path: Path):
     )
     answer = json.loads(proc.stdout)
     assert answer["result"] == {kind: list(f.params) for kind, f in sorted(FAULTS.items())}
-    assert len(answer["result"]) == 28
+    assert len(answer["result"]) == 29
 
 
 def test_zipapp_starts_its_helpers_from_the_archive(tmp_path: Path, config: Path):
@@ -533,3 +533,13 @@ def test_heal_all_heals_the_others_when_one_fails(agent, monkeypatch):
     assert answer["healed"] == ["a2"] and answer["failed"][0].startswith("a1: ")
     # The sweep by artifact names ran after the failure, as heal-all's last resort.
     assert "remaining" in answer and agent.load("a2") is None
+
+
+def test_cache_delete_takes_one_key_pattern():
+    from chaosfault.kinds.cache import CacheDelete
+
+    assert CacheDelete().check({}) == {"pattern": "fraiseql:*"}
+    assert CacheDelete().check({"pattern": "fraiseql:v_note:*"}) == {"pattern": "fraiseql:v_note:*"}
+    for bad in ("", "a b", "x\nFLUSHALL", 7, "k" * 201):
+        with pytest.raises(FaultInputError, match="params.pattern"):
+            CacheDelete().check({"pattern": bad})

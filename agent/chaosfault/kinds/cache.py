@@ -1,5 +1,5 @@
-"""Cache faults: redis-cli on the cache host (flush, corrupt entries, shrink the memory
-bound); heal-all restores the configured memory bound."""
+"""Cache faults: redis-cli on the cache host (flush, delete selected keys, corrupt
+entries, shrink the memory bound); heal-all restores the configured memory bound."""
 
 from __future__ import annotations
 
@@ -59,6 +59,44 @@ class CacheFlush(Fault):
         now = _redis_int(agent, "DBSIZE")
         before = record["artifacts"]["keys_before"]
         return True, f"flushed {before} key(s) at inject; {now} key(s) now (refilled by the app)"
+
+    def heal(self, agent: Agent, record: Record) -> None:
+        return None
+
+
+def _pattern(params: dict[str, Any], default: str) -> str:
+    pattern = params.get("pattern", default)
+    if not isinstance(pattern, str) or not pattern or len(pattern) > 200:
+        raise FaultInputError("params.pattern: expected a key pattern (1-200 characters)")
+    if any(c in pattern for c in "\n\r "):
+        raise FaultInputError("params.pattern: one word, no spaces or line breaks")
+    return pattern
+
+
+class CacheDelete(Fault):
+    """Deletes the keys matching `pattern`, and only those (one-shot, like an invalidation
+    that reaches only some entries: the cache refills itself; heal has nothing to undo)."""
+
+    params = ("pattern",)
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"pattern": _pattern(params, "fraiseql:*")}
+
+    def mechanism(self, agent: Agent, params: dict[str, Any]) -> str:
+        return "redis"
+
+    def inject(self, agent: Agent, record: Record) -> None:
+        keys = _redis_keys(agent, record["params"]["pattern"])
+        record["artifacts"]["keys_total"] = _redis_int(agent, "DBSIZE")
+        record["artifacts"]["deleted"] = _redis_int(agent, "UNLINK", *keys) if keys else 0
+        record["artifacts"]["matched"] = len(keys)
+
+    def verify(self, agent: Agent, record: Record) -> tuple[bool, str]:
+        a = record["artifacts"]
+        return True, (
+            f"deleted {a['deleted']} of {a['matched']} key(s) matching "
+            f"{record['params']['pattern']} ({a['keys_total']} key(s) in the cache before)"
+        )
 
     def heal(self, agent: Agent, record: Record) -> None:
         return None
@@ -221,6 +259,7 @@ FAMILY = Family(
     name="cache",
     faults={
         "cache.flush": CacheFlush(),
+        "cache.delete": CacheDelete(),
         "cache.corrupt": CacheCorrupt(),
         "cache.evict": CacheMemory(),
         "cache.write_fail": CacheWriteFail(),

@@ -147,6 +147,20 @@ class Item:
     payload: str
 
 
+@fraiseql.type(sql_source="v_note")
+class Note:
+    id: UUID
+    title: str
+    version: int
+
+
+@fraiseql.type
+class NoteResult:
+    status: str
+    message: str
+    version: int | None = None
+
+
 @fraiseql.type
 class SlowResult:
     seconds: float
@@ -224,6 +238,35 @@ async def posts(info, limit: int = 10) -> list[Post]:
 @fraiseql.query
 async def post(info, id: UUID) -> Post | None:
     return await info.context["db"].find_one("v_post", **_eq("id", id))
+
+
+@fraiseql.query
+async def note(info, id: UUID) -> Note | None:
+    # Through the result cache (when one is configured), like the list queries.
+    return await _cached(info).find_one("v_note", **_eq("id", id))
+
+
+@fraiseql.input
+class UpdateNoteInput:
+    id: UUID
+    title: str
+
+
+@fraiseql.mutation
+async def update_note(info, input: UpdateNoteInput) -> NoteResult:
+    # What an app using FraiseQL's result cache does: the mutation runs through the
+    # cached repository, whose execute_function invalidates what it derives from the
+    # function's name (`update_note` -> note).
+    args = input if isinstance(input, dict) else {"id": input.id, "title": input.title}
+    row = await _cached(info).execute_function(
+        f"{MUTATION_SCHEMA}.update_note", {"id": str(args["id"]), "title": args["title"]}
+    )
+    entity = (row.get("entity") if LINE_1X else row.get("object_data")) or {}
+    return NoteResult(
+        status=row.get("status") or "unknown",
+        message=row.get("message") or "",
+        version=entity.get("version"),
+    )
 
 
 @fraiseql.query
@@ -504,9 +547,13 @@ app = create_fraiseql_app(
         SlowResult,
         TransferResult,
         AccountSnapshot,
+        Note,
+        NoteResult,
     ],
-    queries=[authors, posts, post, ledger_entry, counter, items, slow_query, account_snapshot],
-    mutations=[RecordOp, IncrementCounter, transfer],
+    queries=[
+        authors, posts, post, ledger_entry, counter, items, slow_query, account_snapshot, note,
+    ],
+    mutations=[RecordOp, IncrementCounter, transfer, update_note],
     title="FraiseQL chaos-lab demo",
 )
 

@@ -336,3 +336,50 @@ LANGUAGE sql STABLE AS $$
                  coalesce(sum(amount) FILTER (WHERE to_name IS NULL), 0)::bigint AS withdrawn
           FROM core.tb_transfer WHERE grp = p_grp) t
 $$;
+
+-- A note renamed by the cache experiments (cache.partial-invalidation): every update
+-- bumps its version, so a read tells which write it reflects. Its own table and view
+-- (v_note), so no other scenario's answers change when it is renamed.
+CREATE TABLE IF NOT EXISTS core.tb_note (
+    id          uuid PRIMARY KEY,
+    title       text NOT NULL,
+    version     bigint NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE OR REPLACE VIEW public.v_note AS
+SELECT n.id,
+       jsonb_build_object('id', n.id, 'title', n.title, 'version', n.version,
+                          'updated_at', n.updated_at) AS data
+FROM core.tb_note n;
+
+CREATE OR REPLACE FUNCTION core.update_note(input jsonb,
+    OUT status text, OUT message text, OUT entity_id uuid, OUT entity jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE core.tb_note SET title = coalesce(input->>'title', title), version = version + 1,
+                            updated_at = clock_timestamp()
+    WHERE id = (input->>'id')::uuid
+    RETURNING id INTO entity_id;
+    IF entity_id IS NULL THEN
+        status := 'failed:not_found'; message := 'no note ' || coalesce(input->>'id', '?');
+        RETURN;
+    END IF;
+    SELECT data INTO entity FROM public.v_note WHERE id = entity_id;
+    status := 'success'; message := 'note renamed';
+END $$;
+
+-- `update_note`: the name FraiseQL's cached repository derives what to invalidate from.
+CREATE OR REPLACE FUNCTION app.update_note(input jsonb) RETURNS app.mutation_response
+LANGUAGE sql AS $$
+    SELECT ROW(r.status, r.message, r.entity_id::text, 'Note', r.entity,
+               ARRAY['title', 'version'], NULL::jsonb, NULL::jsonb)::app.mutation_response
+    FROM core.update_note(input) r
+$$;
+
+CREATE OR REPLACE FUNCTION app_v05.update_note(input jsonb) RETURNS app_v05.mutation_result
+LANGUAGE sql AS $$
+    SELECT ROW(r.entity_id, ARRAY['title', 'version'], r.status, r.message, r.entity,
+               jsonb_build_object('entity', 'note'))::app_v05.mutation_result
+    FROM core.update_note(input) r
+$$;

@@ -15,6 +15,9 @@ ON CONFLICT (id) DO NOTHING;
 
 INSERT INTO core.tb_counter (name, value) VALUES ('default', 0) ON CONFLICT (name) DO NOTHING;
 
+INSERT INTO core.tb_note (id, title) VALUES ('00000000-0000-4000-a000-000000000001', 'note')
+ON CONFLICT (id) DO NOTHING;
+
 -- Large result sets: 10,000 items of ~150 bytes of JSON each (about 1.5 MB in all).
 INSERT INTO core.tb_item (id, n, name, payload)
 SELECT ('00000000-0000-4000-a000-' || lpad(i::text, 12, '0'))::uuid, i, 'Item ' || i,
