@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from chaos_runner.analysis.ledger import DbActivity
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 # () -> (pid, rss_kb): pid None when the program does not run; raises when it cannot tell.
 Probe = Callable[[], tuple[int | None, int | None]]
 
@@ -42,24 +43,48 @@ class MetricSource(Protocol):
     def stop(self) -> list[Sample]: ...
 
 
+class Periodic:
+    """A daemon thread calling `take` on the interval's grid (on_grid) until stopped."""
+
+    def __init__(self, name: str, interval_s: float, take: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: on_grid(self._stop, interval_s, take), name=name, daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Sampling(Generic[T]):
+    """What a sampler shares: its samples, and a Periodic that takes them."""
+
+    samples: list[T]
+    _periodic: Periodic
+
+    def start(self) -> None:
+        self._periodic.start()
+
+    def stop(self) -> list[T]:
+        self._periodic.stop()
+        return list(self.samples)
+
+
 @dataclass
-class ProcessSampler:
+class ProcessSampler(Sampling[Sample]):
     probe: Probe
     interval_s: float = 0.25
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="process-sampler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> list[Sample]:
-        self._stop.set()
-        self._thread.join(5)
-        return list(self.samples)
+        self._periodic = Periodic(
+            "process-sampler", self.interval_s, lambda: self.samples.append(self.sample())
+        )
 
     def sample(self) -> Sample:
         """One probe, stamped halfway through it: over SSH the answer is read on the host
@@ -76,9 +101,6 @@ class ProcessSampler:
             known = True
         ns = (sent + time.monotonic_ns()) // 2
         return Sample(ns, pid, rss if pid is not None else None, known)
-
-    def _loop(self) -> None:
-        on_grid(self._stop, self.interval_s, lambda: self.samples.append(self.sample()))
 
 
 def on_grid(stop: threading.Event, interval_s: float, take: Callable[[], None]) -> None:
@@ -103,7 +125,7 @@ class DbSample:
 
 
 @dataclass
-class ActivitySampler:
+class ActivitySampler(Sampling[DbSample]):
     """PostgreSQL's load (pg_stat_activity, pg_stat_database) every interval, through its
     own connection: lock waiters, active backends, transaction and tuple counters."""
 
@@ -112,19 +134,7 @@ class ActivitySampler:
     samples: list[DbSample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="db-sampler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> list[DbSample]:
-        self._stop.set()
-        self._thread.join(5)
-        return list(self.samples)
-
-    def _loop(self) -> None:
-        on_grid(self._stop, self.interval_s, self._take)
+        self._periodic = Periodic("db-sampler", self.interval_s, self._take)
 
     def _take(self) -> None:
         sent = time.monotonic_ns()
