@@ -132,13 +132,18 @@ def parse_counters(text: str) -> dict[str, float]:
     return out
 
 
-def scrape_counters(guard: NetworkGuard, app_url: str) -> dict[str, float] | None:
-    """The counters of a FraiseQL app's /metrics, or None when it serves none."""
-    try:
-        status, body = get(guard, app_url + "/metrics", timeout=5)
-    except OSError:
-        return None
-    return parse_counters(body) if status == 200 else None
+def scrape_counters(
+    guard: NetworkGuard, app_url: str, tries: int = 3
+) -> dict[str, float] | None:
+    """The counters of a FraiseQL app's /metrics, or None when it serves none (an app
+    still busy after a flood gets `tries` chances of 5 s each)."""
+    for _ in range(tries):
+        try:
+            status, body = get(guard, app_url + "/metrics", timeout=5)
+        except OSError:
+            continue
+        return parse_counters(body) if status == 200 else None
+    return None
 
 
 def counter_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

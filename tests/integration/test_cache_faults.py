@@ -70,6 +70,44 @@ def test_flush_empties_the_cache_and_the_app_refills_it(app05, faults):
     assert redis(app05, "EXISTS", KEY) == "1"
 
 
+def test_delete_removes_only_the_selected_keys(app05, faults):
+    assert query(app05).ok
+    redis(app05, "SET", "chaoslab:keep-me", "1", "EX", "60")
+    fault = faults.inject(
+        FaultSpec("cache1", "cache.delete", {"pattern": "fraiseql:v_author:*"}, ttl_s=30)
+    )
+    assert redis(app05, "EXISTS", KEY) == "0"
+    assert redis(app05, "EXISTS", "chaoslab:keep-me") == "1"
+    check = faults.verify("cache1", fault["id"])
+    assert check["ok"] and "deleted 1 of 1 key(s) matching fraiseql:v_author:*" in check["evidence"]
+    redis(app05, "DEL", "chaoslab:keep-me")
+
+
+def test_a_rename_through_the_cached_repository_and_what_it_invalidates(app05):
+    """FraiseQL's own invalidation after `update_note` (0.5.3's CachedRepository derives
+    `fraiseql:note:*` from the function's name): measured, whatever it reaches."""
+    app = app05.app("app1")
+    minter = TokenMinter(app05.settings.state_dir / "pki", app.issuer, app.audience)
+    read = '{ note(id: "00000000-0000-4000-a000-000000000001") { title version } }'
+    write = "mutation($input: UpdateNoteInput!) { updateNote(input: $input) { status version } }"
+    with GraphQLClient(app.url, app05.guard) as client:
+        before = client.execute(read, token=minter.mint())
+        assert before.ok, before.errors
+        keys = redis(app05, "--scan", "--pattern", "fraiseql:v_note:*").split()
+        assert keys, "the note read went through the result cache"
+        renamed = client.execute(
+            write,
+            {"input": {"id": "00000000-0000-4000-a000-000000000001", "title": "renamed"}},
+            token=minter.mint(),
+        )
+        assert renamed.ok and renamed.data["updateNote"]["status"] == "success", renamed.errors
+        after = client.execute(read, token=minter.mint())
+    new = renamed.data["updateNote"]["version"]
+    seen = after.data["note"]["version"]
+    print(f"note version {new} written; read after it: {seen}; keys {keys}")
+    assert new == before.data["note"]["version"] + 1
+
+
 def test_corrupt_overwrites_entries_and_heal_removes_the_garbage(app05, faults):
     assert query(app05).ok
     fault = faults.inject(FaultSpec("cache1", "cache.corrupt", {"value": "garbage{{"}, ttl_s=30))
