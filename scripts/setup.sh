@@ -17,6 +17,7 @@ PACKAGES=(
   python3-cryptography python3-packaging   # Molecule runs controller tasks under /usr/bin/python3 (lab_pki, pip)
   wrk                        # benchmarks/load_driver.py compares the load driver with it
   redis-tools                # redis-cli: the cache fault tests and benchmark talk to cache1's Redis
+  chromium chromium-driver   # the HTML report is opened in a real headless browser (tests, benchmark)
 )
 
 missing=()

@@ -440,10 +440,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = write_reports(run_dir, journal)
     if args.format == "json":
         print(json.dumps(journal.to_dict()["scenarios"], indent=1, default=str))
+    elif args.format == "html":
+        print(written["html"])
     else:
         print(table(journal))
         print(
-            f"\nregenerated: {written['table']}, {written['junit']}, {written['scenarios']}/",
+            f"\nregenerated: {written['table']}, {written['junit']}, {written['scenarios']}/,"
+            f" {written['html']}",
             file=sys.stderr,
         )
     return exit_code(journal)
@@ -566,7 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="regenerate a run's reports from its journal")
     report.add_argument("run", help="run id (under --runs-dir), run directory or journal.json")
     report.add_argument(
-        "--format", choices=["table", "json"], default=_env("REPORT_FORMAT", "table")
+        "--format",
+        choices=["table", "json", "html"],
+        default=_env("REPORT_FORMAT", "table"),
+        help="what to print (every format is written to the run directory): the table, the"
+        " scenarios as JSON, or the path of report.html",
     )
     report.set_defaults(func=cmd_report)
 

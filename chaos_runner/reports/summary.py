@@ -2,7 +2,8 @@
 
 The journal holds every attempt of every scenario (timeline, faults and mechanisms,
 baseline, windows, checks, verdict); `chaoslab report RUN` regenerates the terminal
-table, per-scenario JSON and JUnit XML from it alone.
+table, per-scenario JSON, JUnit XML and the HTML report (reports/html.py) from it and the
+histories it names alone.
 """
 
 from __future__ import annotations
@@ -143,4 +144,7 @@ def write_reports(run_dir: Path, journal: Journal) -> dict[str, Path]:
         }
         path.write_text(json.dumps(body, indent=1, default=str))
     out["scenarios"] = per
+    from chaos_runner.reports.html import build_html  # Plotly loads only for the report
+
+    out["html"] = build_html(run_dir, journal)
     return out

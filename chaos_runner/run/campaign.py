@@ -185,7 +185,11 @@ def run_campaign(
         if journal.scenarios:
             write_reports(run_dir, journal)
     print(table(journal), file=sys.stdout)
-    print(f"\njournal: {run_dir / 'journal.json'}  junit: {run_dir / 'junit.xml'}", file=stream)
+    print(
+        f"\njournal: {run_dir / 'journal.json'}  junit: {run_dir / 'junit.xml'}"
+        + (f"  report: {run_dir / 'report.html'}" if (run_dir / "report.html").exists() else ""),
+        file=stream,
+    )
     return journal.exit_code, run_dir
 
 

@@ -132,9 +132,7 @@ def parse_counters(text: str) -> dict[str, float]:
     return out
 
 
-def scrape_counters(
-    guard: NetworkGuard, app_url: str, tries: int = 3
-) -> dict[str, float] | None:
+def scrape_counters(guard: NetworkGuard, app_url: str, tries: int = 3) -> dict[str, float] | None:
     """The counters of a FraiseQL app's /metrics, or None when it serves none (an app
     still busy after a flood gets `tries` chances of 5 s each)."""
     for _ in range(tries):

@@ -132,6 +132,26 @@ def test_every_slice_scenario_ends_with_a_verdict_and_its_evidence(slice_run):
     assert sorted(p.stem for p in (run_dir / "scenarios").glob("*.json")) == sorted(ids)
 
 
+def test_the_html_report_renders_every_scenario_with_its_fault_bands_in_a_browser(slice_run):
+    from chaos_runner.reports.browser import open_report
+
+    journal, run_dir = slice_run
+    page = run_dir / "report.html"
+    assert page.is_file() and (run_dir / "plotly.min.js").is_file()
+    rendered = open_report(page, run_dir / "screenshots")
+    print(f"report {page.stat().st_size} bytes, loaded in {rendered.load_s} s")
+    attempts = [a for s in journal["scenarios"] for a in s["attempts"] if a.get("history_file")]
+    assert len(rendered.figures) == len(attempts)
+    for figure in rendered.figures:
+        assert figure["drawn"] and figure["points"] > 50, figure
+        # Each fault's band on the figure's three rows.
+        assert figure["bands"] >= 3 * figure["expected_bands"] > 0, figure
+    assert rendered.errors == [], rendered.console
+    # Screenshots kept under the run directory: the page's top and each scenario.
+    assert {p.name for p in rendered.screenshots} >= {"report.png", "net.db-stopped.png"}
+    assert all(p.stat().st_size > 10_000 for p in rendered.screenshots)
+
+
 def test_injected_delay_shows_up_in_latency(slice_run):
     journal, run_dir = slice_run
     a = attempt(journal, "net.latency-constant")
