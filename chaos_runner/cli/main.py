@@ -1,5 +1,5 @@
 """Command line: `chaoslab lab up|down|status`, `list`, `validate`, `run`, `report`,
-`fault ...`, `heal`.
+`compare`, `fault ...`, `heal`.
 
 Every flag can also be set by environment (CHAOSLAB_*). Exit codes: 0 = all good,
 1 = deviations found (scenario runs), 2 = lab or usage error.
@@ -428,13 +428,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _existing_run(name: str, runs_dir: str) -> Path:
+    """A run directory (or journal) by path, else by id under the runs directory."""
+    where = Path(name)
+    if not where.exists() and not where.is_absolute():
+        where = Path(runs_dir) / name
+    return where
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from chaos_runner.reports.compare import compare, regressions, table, write_html
+    from chaos_runner.results.records import read_journal
+
+    where_a = _existing_run(args.run_a, args.runs_dir)
+    where_b = _existing_run(args.run_b, args.runs_dir)
+    a, b = read_journal(where_a), read_journal(where_b)
+    rows = compare(a, b, args.margin)
+    print(table(rows))
+    out_dir = where_b if where_b.is_dir() else where_b.parent
+    page = write_html(out_dir / f"compare-{a.run_id}.html", a, b, rows, args.margin)
+    found = regressions(rows)
+    print(
+        f"\n{len(found)} regression(s) of {b.run_id} against {a.run_id}; html: {page}",
+        file=sys.stderr,
+    )
+    return 1 if found else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from chaos_runner.reports.summary import exit_code, table, write_reports
     from chaos_runner.results.records import read_journal
 
-    where = Path(args.run)
-    if not where.exists() and not where.is_absolute():
-        where = Path(args.runs_dir) / args.run
+    where = _existing_run(args.run, args.runs_dir)
     journal = read_journal(where)
     run_dir = where if where.is_dir() else where.parent
     written = write_reports(run_dir, journal)
@@ -576,6 +601,21 @@ def build_parser() -> argparse.ArgumentParser:
         " scenarios as JSON, or the path of report.html",
     )
     report.set_defaults(func=cmd_report)
+
+    comparing = verbs.add_parser(
+        "compare",
+        help="compare two runs scenario by scenario; exit 1 when B regresses against A",
+    )
+    comparing.add_argument("run_a", help="the reference run (id under --runs-dir, or a path)")
+    comparing.add_argument("run_b", help="the run judged against it")
+    comparing.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        help="relative margin beyond A's 95 %% confidence interval before B counts as a"
+        " regression (default 0.2; each metric also has an absolute floor)",
+    )
+    comparing.set_defaults(func=cmd_compare)
 
     fault = verbs.add_parser("fault", help="inject, verify or heal one fault (fast path)")
     fault_verbs = fault.add_subparsers(dest="fault_verb", required=True)

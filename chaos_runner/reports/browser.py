@@ -71,7 +71,8 @@ def open_report(
             time.sleep(0.05)
             figures = driver.execute_script(FIGURES_JS)
         load_s = time.monotonic() - started
-        rendered = Rendered(round(load_s, 3), figures, list(driver.get_log("browser")))
+        console = list(driver.get_log("browser"))  # type: ignore[no-untyped-call]
+        rendered = Rendered(round(load_s, 3), figures, console)
         if screenshot_dir is not None:
             screenshot_dir.mkdir(parents=True, exist_ok=True)
             top = screenshot_dir / "report.png"
