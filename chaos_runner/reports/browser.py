@@ -29,7 +29,11 @@ return Array.from(document.querySelectorAll('.figure')).map(function (div) {
 
 @dataclass
 class Rendered:
+    # Seconds until the page was loaded and the figures in its first view were drawn
+    # (figures are drawn as they come near the viewport), and until every figure was,
+    # scrolling through the page.
     load_s: float
+    all_drawn_s: float
     figures: list[dict[str, Any]]
     console: list[dict[str, Any]]
     screenshots: list[Path] = field(default_factory=list)
@@ -39,12 +43,23 @@ class Rendered:
         return [str(e.get("message")) for e in self.console if e.get("level") == "SEVERE"]
 
 
+VISIBLE_DRAWN_JS = """
+var h = window.innerHeight;
+return document.readyState === 'complete' &&
+  Array.from(document.querySelectorAll('.figure')).every(function (div) {
+    var r = div.getBoundingClientRect();
+    return r.top > h || r.bottom < 0 || div.querySelectorAll('.main-svg').length > 0;
+  });
+"""
+
+
 def open_report(
-    page: Path, screenshot_dir: Path | None = None, width: int = 1400, timeout_s: float = 60
+    page: Path, screenshot_dir: Path | None = None, width: int = 1400, timeout_s: float = 120
 ) -> Rendered:
-    """Load `page` (file://) headless, wait until every figure is drawn, read back what
-    rendered and the console; with `screenshot_dir`, a screenshot of the page's top and of
-    each scenario's section."""
+    """Load `page` (file://) headless: wait until the figures of the first view are drawn,
+    then bring each figure into view until it is drawn; read back what rendered and the
+    console. With `screenshot_dir`, a screenshot of the page's top and of each scenario's
+    section."""
     if shutil.which("chromium") is None or not Path(CHROMEDRIVER).exists():
         raise ConfigError(
             "no Chromium to open the report with: install Debian's chromium and "
@@ -64,17 +79,27 @@ def open_report(
     try:
         driver.set_page_load_timeout(timeout_s)
         started = time.monotonic()
-        driver.get(page.resolve().as_uri())
         deadline = started + timeout_s
-        figures: list[dict[str, Any]] = driver.execute_script(FIGURES_JS)
-        while not all(f["drawn"] for f in figures) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            figures = driver.execute_script(FIGURES_JS)
+        driver.get(page.resolve().as_uri())
+        while not driver.execute_script(VISIBLE_DRAWN_JS) and time.monotonic() < deadline:
+            time.sleep(0.02)
         load_s = time.monotonic() - started
+        for div in driver.find_elements("css selector", ".figure"):
+            driver.execute_script("arguments[0].scrollIntoView();", div)
+            while (
+                not driver.execute_script(
+                    "return arguments[0].querySelectorAll('.main-svg').length > 0", div
+                )
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+        all_drawn_s = time.monotonic() - started
+        figures: list[dict[str, Any]] = driver.execute_script(FIGURES_JS)
         console = list(driver.get_log("browser"))  # type: ignore[no-untyped-call]
-        rendered = Rendered(round(load_s, 3), figures, console)
+        rendered = Rendered(round(load_s, 3), round(all_drawn_s, 3), figures, console)
         if screenshot_dir is not None:
             screenshot_dir.mkdir(parents=True, exist_ok=True)
+            driver.execute_script("window.scrollTo(0, 0);")
             top = screenshot_dir / "report.png"
             driver.save_screenshot(str(top))
             rendered.screenshots.append(top)
