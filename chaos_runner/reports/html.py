@@ -6,7 +6,9 @@ recovery window - every operation as a point (latency, log scale, coloured by ou
 p50/p95/p99 per window, throughput and error rate per window, the probes and alerts -
 with each fault (and each stage of a schedule) as a shaded band naming kind, target and
 mechanism, and inject, verify, heal and the recovery point marked; then the checks
-(measured against expected), the baseline and links to the raw history.
+(measured against expected), the baseline and links to the raw history. A sweep is drawn
+as resilience curves: recovery, first success, p95 and error rate against the swept
+value, every attempt a point, the spread shaded.
 
 Charts are Plotly figures (plotly.graph_objects), rendered by the plotly.min.js that ships
 in Plotly's wheel, copied once into the run directory: the page opens offline, from
@@ -26,7 +28,7 @@ import plotly
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from chaos_runner.results.records import AttemptRecord, Journal, ScenarioRecord
+from chaos_runner.results.records import AttemptRecord, Journal, ScenarioRecord, Series
 
 NS = 1e9
 # Outcome colours, shared by points, tables and badges.
@@ -230,6 +232,47 @@ def attempt_figure(run_dir: Path, scenario: ScenarioRecord, attempt: AttemptReco
     return fig
 
 
+# A sweep's curves: metric -> axis title. Each attempt is a point; the line joins the
+# means; the band spans the attempts' lowest and highest value (the spread).
+CURVES = {
+    "recovery_s": "recovery after the heal (s)",
+    "first_success_s": "first success after the heal (s)",
+    "fault_p95_ms": "p95 during the fault (ms)",
+    "fault_error_rate": "error rate during the fault",
+}
+
+
+def sweep_figure(series: Series) -> go.Figure:
+    """A sweep as resilience curves: each metric against the swept value."""
+    fig = make_subplots(rows=1, cols=len(CURVES), subplot_titles=list(CURVES.values()))
+    values = [p.value for p in series.points]
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    for col, metric in enumerate(CURVES, start=1):
+        xs, ys, means, lows, highs = [], [], [], [], []
+        for p in series.points:
+            found = [a[metric] for a in p.attempts if isinstance(a.get(metric), (int, float))]
+            xs += [p.value] * len(found)
+            ys += found
+            means.append(sum(found) / len(found) if found else None)
+            lows.append(min(found) if found else None)
+            highs.append(max(found) if found else None)
+        fig.add_trace(go.Scatter(x=values + values[::-1], y=highs + lows[::-1], fill="toself",
+                                 fillcolor="rgba(55,71,79,0.12)", line={"width": 0},
+                                 hoverinfo="skip", showlegend=False), row=1, col=col)  # fmt: skip
+        fig.add_trace(go.Scatter(x=values, y=means, mode="lines", line={"color": "#37474f"},
+                                 name="mean", showlegend=col == 1), row=1, col=col)  # fmt: skip
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker={"size": 7,
+                                 "color": "#1565c0"}, name="attempt", showlegend=col == 1),
+                      row=1, col=col)  # fmt: skip
+        fig.update_xaxes(title_text=f"{series.label} ({series.key})",
+                         type="linear" if numeric else "category", row=1, col=col)  # fmt: skip
+    fig.update_layout(height=380, margin={"l": 50, "r": 20, "t": 80, "b": 50},
+                      title={"text": f"sweep {series.base}: {series.label}", "font": {"size": 14},
+                             "y": 0.98},
+                      template="plotly_white")  # fmt: skip
+    return fig
+
+
 def _scenario_order(journal: Journal) -> list[ScenarioRecord]:
     """Findings first (deviated, then the lab's troubles), then the rest as run."""
 
@@ -266,6 +309,11 @@ def build_html(run_dir: Path, journal: Journal) -> Path:
                 "definition": journal.definitions.get(s.scenario, {}),
             }
         )
+    sweeps = [
+        {"series": series, "div": f"sweep-{name}".replace(".", "-"),
+         "figure": sweep_figure(series).to_json().replace("</", "<\\/")}
+        for name, series in sorted(journal.series.items())
+    ]  # fmt: skip
     counts: dict[str, int] = {}
     for s in journal.scenarios:
         counts[s.outcome] = counts.get(s.outcome, 0) + 1
@@ -274,9 +322,11 @@ def build_html(run_dir: Path, journal: Journal) -> Path:
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["num"] = lambda v, unit="": "-" if v is None else f"{v:g}{unit}"
     page = env.get_template("report.html.j2").render(
         journal=journal,
         scenarios=scenarios,
+        sweeps=sweeps,
         counts=counts,
         colours=COLOURS,
         plotly_js=PLOTLY_JS,

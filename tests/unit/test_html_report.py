@@ -116,3 +116,29 @@ def test_write_reports_writes_the_html_report_too(tmp_path):
     where = run_dir(tmp_path)
     written = write_reports(where, read_journal(where))
     assert written["html"] == where / "report.html" and written["html"].is_file()
+
+
+def test_a_sweep_is_drawn_as_curves_with_every_attempt_a_point(tmp_path):
+    where = run_dir(tmp_path)
+    body = json.loads((where / "journal.json").read_text())
+    body["series"] = {
+        "net.db-outage": {
+            "base": "net.db-outage", "key": "windows.hold_s", "label": "outage",
+            "points": [
+                {"value": 5, "scenario": "net.db-outage-5", "outcome": "passed",
+                 "attempts": [{"attempt": 1, "recovery_s": 0.6, "fault_p95_ms": 4850.0}]},
+                {"value": 10, "scenario": "net.db-outage-10", "outcome": "deviated",
+                 "attempts": [{"attempt": 1, "recovery_s": 5.8},
+                              {"attempt": 2, "recovery_s": 5.5}]},
+            ],
+        }
+    }  # fmt: skip
+    (where / "journal.json").write_text(json.dumps(body))
+    html = build_html(where, read_journal(where)).read_text()
+    (block,) = re.findall(r'id="sweep-net-db-outage-data">(.*?)</script>', html, re.S)
+    traces = json.loads(block)["data"]
+    recovery = [t for t in traces if t.get("xaxis", "x") == "x"]
+    points = next(t for t in recovery if t.get("mode") == "markers")
+    assert (points["x"], points["y"]) == ([5, 10, 10], [0.6, 5.8, 5.5])
+    mean = next(t for t in recovery if t.get("mode") == "lines")
+    assert mean["y"] == [0.6, 5.65]
