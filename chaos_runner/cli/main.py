@@ -1,5 +1,5 @@
 """Command line: `chaoslab lab up|down|status`, `list`, `validate`, `run`, `report`,
-`compare`, `fault ...`, `heal`.
+`compare`, `trend`, `fault ...`, `heal`.
 
 Every flag can also be set by environment (CHAOSLAB_*). Exit codes: 0 = all good,
 1 = deviations found (scenario runs), 2 = lab or usage error.
@@ -455,6 +455,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def cmd_trend(args: argparse.Namespace) -> int:
+    from chaos_runner.reports.trend import journals, series, table, write_html
+
+    runs_dir = Path(args.runs_dir)
+    runs = journals(runs_dir, args.last)
+    if not runs:
+        print(f"chaoslab: no run journal under {runs_dir} (run a scenario first)", file=sys.stderr)
+        return 2
+    points = series(runs)
+    print(table(points))
+    page = write_html(runs_dir / "trend.html", runs, points)
+    print(f"\n{len(runs)} run(s), {len(points)} scenario(s); html: {page}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from chaos_runner.reports.summary import exit_code, table, write_reports
     from chaos_runner.results.records import read_journal
@@ -616,6 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
         " regression (default 0.2; each metric also has an absolute floor)",
     )
     comparing.set_defaults(func=cmd_compare)
+
+    trending = verbs.add_parser(
+        "trend", help="each scenario's outcome and metrics across the runs directory's runs"
+    )
+    trending.add_argument("--last", type=int, help="only the last N runs")
+    trending.set_defaults(func=cmd_trend)
 
     fault = verbs.add_parser("fault", help="inject, verify or heal one fault (fast path)")
     fault_verbs = fault.add_subparsers(dest="fault_verb", required=True)

@@ -282,12 +282,18 @@ def _scenario_order(journal: Journal) -> list[ScenarioRecord]:
     return sorted(journal.scenarios, key=rank)
 
 
-def build_html(run_dir: Path, journal: Journal) -> Path:
-    """Write run_dir/report.html (and plotly.min.js beside it); its path."""
-    bundle = run_dir / PLOTLY_JS
+def copy_plotly(directory: Path) -> Path:
+    """Plotly's own bundle (from its wheel) in `directory`, for pages there to load offline."""
+    bundle = directory / PLOTLY_JS
     source = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
     if not bundle.is_file() or bundle.stat().st_size != source.stat().st_size:
         shutil.copyfile(source, bundle)
+    return bundle
+
+
+def build_html(run_dir: Path, journal: Journal) -> Path:
+    """Write run_dir/report.html (and plotly.min.js beside it); its path."""
+    copy_plotly(run_dir)
     scenarios = []
     for s in _scenario_order(journal):
         attempts = []
