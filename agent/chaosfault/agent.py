@@ -19,7 +19,7 @@ from chaosfault.artifacts import list_artifacts, sweep_artifacts
 from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.fault import GRACE_S, Record
 from chaosfault.kinds import FAULTS
-from chaosfault.processes import is_our_process, kill, process_tree, run
+from chaosfault.processes import is_our_process, kill, process_tree, recording, run
 from chaosfault.programs import check_program, pidfile, pidfile_pid, running
 from chaosfault.validation import (
     MAX_LEASE_S,
@@ -57,7 +57,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _summary(record: Record) -> dict[str, Any]:
-    keys = ("kind", "mechanism", "expires_at", "lease_expires_at", "artifacts")
+    keys = ("kind", "mechanism", "expires_at", "lease_expires_at", "artifacts", "commands")
     return {k: record[k] for k in keys if k in record}
 
 
@@ -159,7 +159,9 @@ class Agent:
         record["watchdog_pid"] = self._arm_watchdog(fault_id, now + ttl + GRACE_S)
         self.save(record)
         try:
-            impl.inject(self, record)
+            with recording() as ran:
+                impl.inject(self, record)
+            record["commands"] = ran
         except Exception:
             try:
                 self.heal(fault_id)
@@ -281,7 +283,8 @@ class Agent:
     def _heal_record(self, record: Record, reason: str) -> dict[str, Any]:
         # Heal first: if it fails, the record and its watchdog stay, so the lease or the
         # expiry still heals the fault later. Only a fault that is gone disarms its watchdog.
-        FAULTS[record["kind"]].heal(self, record)
+        with recording() as ran:
+            FAULTS[record["kind"]].heal(self, record)
         pid = record.get("watchdog_pid")
         if pid and is_our_process(pid, "watchdog", record["id"]) and pid != os.getpid():
             kill(pid, signal.SIGKILL)
@@ -293,6 +296,7 @@ class Agent:
             "healed": True,
             "reason": reason,
             "mechanism": record["mechanism"],
+            "commands": ran,
         }
 
     def heal_all(self) -> dict[str, Any]:

@@ -3,10 +3,12 @@ agent's own helpers (watchdogs, NFQUEUE workers, loops) by their command line.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from chaosfault.errors import FaultFailed
@@ -20,9 +22,27 @@ REQUEST_COMMANDS = frozenset(
 )  # fmt: skip
 
 
+# Command journals open while an inject or a heal runs (recording()): every command run
+# through run() is added to each, as the shell would show it.
+_RECORDING: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[str]]:
+    """The commands run() runs while the context lasts (the exact commands of a fault)."""
+    ran: list[str] = []
+    _RECORDING.append(ran)
+    try:
+        yield ran
+    finally:
+        _RECORDING.remove(ran)
+
+
 def run(
     cmd: list[str], check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    for journal in _RECORDING:
+        journal.append(shlex.join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode != 0:
         raise FaultFailed(

@@ -39,6 +39,9 @@ class FaultRecord:
     evidence: Any = None
     heal_ns: int | None = None
     healed_ns: int | None = None
+    # The exact commands the fault agent ran to inject and to heal it.
+    commands: list[str] = field([])
+    heal_commands: list[str] = field([])
 
 
 @dataclass
@@ -73,6 +76,8 @@ class AttemptRecord:
     history_file: str | None = None
     # The scenario's `prepare` steps that ran before the load (kind, host, ok, evidence).
     prepared: list[dict[str, Any]] = field([])
+    # The files of the attempt's evidence bundle, relative to the run directory.
+    evidence: list[str] = field([])
 
 
 @dataclass

@@ -50,6 +50,7 @@ from chaos_runner.model.scenario import (
     Requires,
     Scenario,
 )
+from chaos_runner.run.evidence import EvidenceBundle
 from chaos_runner.run.schedule import FaultSchedule, StopAttempt
 from chaos_runner.run.timeline import Timeline
 from chaos_runner.target.lab import LabState, guest_alive, lab_checks
@@ -143,6 +144,7 @@ class Attempt:
         self.load: GraphQLLoad | None = None
         self.sampler: ProcessSampler | None = None
         self.db_sampler: ActivitySampler | None = None
+        self.evidence: EvidenceBundle | None = None
         self.db_probe: ActivityProbe | None = None
         self.counters_before: dict[str, float] | None = None
         self.schedule: FaultSchedule | None = None
@@ -321,6 +323,20 @@ class Attempt:
         )
         self.timeline.mark("load-start")
         self.load.start()
+        self.evidence = EvidenceBundle(
+            ctx.state,
+            self.ledger,
+            ctx.run_dir / "evidence" / f"{self.scenario.id}-{self.number}",
+            sorted(
+                {
+                    ctx.state.host(s.host)
+                    for s in self.scenario.all_faults()
+                    if not s.kind.startswith("client.") and s.host != "controller"
+                }
+            ),
+            [(ctx.state.host(ctx.config.db_host), "postgresql"), (app.host, "fraiseql")],
+        )
+        self.evidence.at_load_start()
         if ctx.alerts is not None:
             ctx.alerts.attach(self.load.note)
 
@@ -400,12 +416,19 @@ class Attempt:
             make,
             self.timeline,
             self.result["faults"],
-            on_holding=lambda: self.say(f"hold {w.hold_s:g}s"),
+            on_holding=self._holding,
         )
+        if self.evidence is not None:
+            self.evidence.before_inject()  # done before anything is injected
         hold_start = self.timeline.mark("inject-start")
         self.say("inject")
         self.schedule.run(hold_start, w.hold_s, self.check_abort, w.window_ms / 1000)
         self.timeline.mark("hold-end")
+
+    def _holding(self) -> None:
+        self.say(f"hold {self.doc.windows.hold_s:g}s")
+        if self.evidence is not None:
+            self.evidence.at_fault()
 
     def check_abort(self, now_ns: int) -> None:
         """The stop conditions, every window while the fault holds."""
@@ -458,6 +481,8 @@ class Attempt:
 
     def recover(self) -> None:
         self.say("recover")
+        if self.evidence is not None:
+            self.evidence.after_heal()
         _sleep(self.doc.windows.recovery_s)
         self.timeline.mark("recovery-end")
 
@@ -511,6 +536,11 @@ class Attempt:
 
     def cleanup(self) -> None:
         self.timeline.events.sort(key=lambda e: e["ns"])
+        if self.evidence is not None:  # made once the load started (self.app known)
+            try:
+                self.result["evidence"] = self.evidence.finish(self.result["faults"], self.app.raw)
+            except (ChaosRunnerError, OSError) as exc:
+                log.error("evidence bundle: %s", exc)
         if self.ctx.alerts is not None:
             self.ctx.alerts.attach(None)
         if self.load is not None and not self.load.done:

@@ -97,6 +97,9 @@ class FaultSchedule:
             }
             if "applied_ns" in answer:
                 entry["applied_ns"] = answer["applied_ns"]
+            # The exact commands the agent ran to inject it (its record; none for the
+            # runner's own client faults).
+            entry["commands"] = list(answer.get("commands") or [])
             self.timeline.events.extend(answer.get("ansible_events", []))
             self.entries.append(entry)
             if answer.get("skipped"):
@@ -128,6 +131,7 @@ class FaultSchedule:
         entry["heal_ns"] = time.monotonic_ns()
         try:
             healed = fault.heal()
+            entry["heal_commands"] = list(healed.get("commands") or [])
             self.timeline.events.extend(healed.get("ansible_events", []))
             if healed.get("healed") is False:
                 # The host no longer held it: its lease or expiry healed it while the runner

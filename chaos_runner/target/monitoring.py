@@ -9,6 +9,7 @@ alerts is skipped there.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from chaos_runner.errors import ChaosRunnerError, LabNotReady
 from chaos_runner.target.netguard import NetworkGuard
 
+TARGETS_SETTLE_S = 12.0
 MONITOR_RECORD_KEYS = ("host", "prometheus", "alertmanager", "webhook_address", "webhook_port")
 
 
@@ -96,11 +98,18 @@ def monitor_checks(guard: NetworkGuard, monitor: Monitor) -> list[tuple[str, boo
             checks.append((f"{name} ready", status == 200, body.strip()[:80] or f"HTTP {status}"))
         except (OSError, ChaosRunnerError) as exc:
             checks.append((f"{name} ready", False, str(exc)))
-    try:
-        found = targets(guard, monitor)
-    except (OSError, ValueError, KeyError, ChaosRunnerError) as exc:
-        return [*checks, ("prometheus targets", False, str(exc))]
-    down = [t for t in found if t["health"] != "up"]
+    # A target that was restarted a moment ago (a converge, a heal) stays down until its
+    # next scrape (every 1 s; the hosts' every 5 s): asked again for up to TARGETS_SETTLE_S.
+    deadline = time.monotonic() + TARGETS_SETTLE_S
+    while True:
+        try:
+            found = targets(guard, monitor)
+        except (OSError, ValueError, KeyError, ChaosRunnerError) as exc:
+            return [*checks, ("prometheus targets", False, str(exc))]
+        down = [t for t in found if t["health"] != "up"]
+        if (found and not down) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     detail = f"{len(found) - len(down)}/{len(found)} up"
     if down:
         detail += "; down: " + ", ".join(

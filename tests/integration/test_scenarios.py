@@ -152,6 +152,28 @@ def test_the_html_report_renders_every_scenario_with_its_fault_bands_in_a_browse
     assert all(p.stat().st_size > 10_000 for p in rendered.screenshots)
 
 
+def test_the_evidence_bundle_of_net_db_stopped_holds_the_shutdown_and_the_state(slice_run):
+    journal, run_dir = slice_run
+    a = attempt(journal, "net.db-stopped")
+    files = {Path(f).name: run_dir / f for f in a["evidence"]}
+    assert all(p.is_file() for p in files.values()), files
+    pg_log = files["log-db1-postgresql.txt"].read_text()
+    assert "database system is shut down" in pg_log, pg_log[-2000:]
+    assert "database system is ready to accept connections" in pg_log, pg_log[-2000:]
+    for when in ("before-inject", "after-heal"):
+        state = files[f"state-{when}-db1.txt"].read_text()
+        assert "# iptables-save" in state and "*filter" in state, state[:500]
+        assert "# tc qdisc" in state and "qdisc" in state.split("# tc qdisc", 1)[1]
+    (fault,) = json.loads(files["faults.json"].read_text())
+    assert fault["kind"] == "proc.stop" and fault["commands"] and fault["heal_commands"]
+    at_fault = json.loads(files["pg-activity-at-fault.json"].read_text())
+    assert "error" in at_fault  # PostgreSQL was stopped: why it could not be read
+    after = json.loads(files["pg-activity-after-heal.json"].read_text())
+    assert "activity" in after and "locks" in after
+    assert "FraiseQL" in files["versions.txt"].read_text()
+    assert "fraiseql" in files["log-app1-fraiseql.txt"].name
+
+
 def test_injected_delay_shows_up_in_latency(slice_run):
     journal, run_dir = slice_run
     a = attempt(journal, "net.latency-constant")

@@ -541,5 +541,5 @@ def test_cache_delete_takes_one_key_pattern():
     assert CacheDelete().check({}) == {"pattern": "fraiseql:*"}
     assert CacheDelete().check({"pattern": "fraiseql:v_note:*"}) == {"pattern": "fraiseql:v_note:*"}
     for bad in ("", "a b", "x\nFLUSHALL", 7, "k" * 201):
-        with pytest.raises(FaultInputError, match="params.pattern"):
+        with pytest.raises(FaultInputError, match=r"params\.pattern"):
             CacheDelete().check({"pattern": bad})

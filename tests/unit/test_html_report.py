@@ -142,3 +142,23 @@ def test_a_sweep_is_drawn_as_curves_with_every_attempt_a_point(tmp_path):
     assert (points["x"], points["y"]) == ([5, 10, 10], [0.6, 5.8, 5.5])
     mean = next(t for t in recovery if t.get("mode") == "lines")
     assert mean["y"] == [0.6, 5.65]
+
+
+def test_the_report_links_every_file_of_the_evidence_bundle(tmp_path):
+    where = run_dir(tmp_path)
+    bundle = where / "evidence" / "a.passes-1"
+    bundle.mkdir(parents=True)
+    names = ["faults.json", "log-db1-postgresql.txt", "pg-activity-at-fault.json",
+             "state-after-heal-db1.txt", "state-before-inject-db1.txt", "versions.txt"]  # fmt: skip
+    for name in names:
+        (bundle / name).write_text("x")
+    body = json.loads((where / "journal.json").read_text())
+    attempt_ = body["scenarios"][0]["attempts"][0]
+    attempt_["evidence"] = [f"evidence/a.passes-1/{n}" for n in names]
+    attempt_["faults"][0]["commands"] = ["systemctl stop chaoslab-postgresql.service"]
+    (where / "journal.json").write_text(json.dumps(body))
+    html = build_html(where, read_journal(where)).read_text()
+    links = set(re.findall(r'href="(evidence/[^"]+)"', html))
+    assert links == {f"evidence/a.passes-1/{n}" for n in names}
+    assert all((where / link).is_file() for link in links)
+    assert "systemctl stop chaoslab-postgresql.service" in html
