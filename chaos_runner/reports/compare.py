@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from tabulate import tabulate
 
-from chaos_runner.reports.html import TEMPLATES
+from chaos_runner.reports.html import render
 from chaos_runner.results.records import Journal, ScenarioRecord
 
 # metric -> (unit, absolute floor of the margin). Higher is worse for every one.
@@ -138,14 +137,8 @@ def table(rows: list[Row]) -> str:
 
 
 def write_html(path: Path, a: Journal, b: Journal, rows: list[Row], margin: float) -> Path:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
     path.write_text(
-        env.get_template("compare.html.j2").render(
-            a=a, b=b, rows=rows, margin=margin, regressions=regressions(rows)
-        )
-    )
+        render("compare.html.j2", a=a, b=b, rows=rows, margin=margin,
+               regressions=regressions(rows))
+    )  # fmt: skip
     return path

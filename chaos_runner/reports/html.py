@@ -282,6 +282,22 @@ def _scenario_order(journal: Journal) -> list[ScenarioRecord]:
     return sorted(journal.scenarios, key=rank)
 
 
+def render(template: str, **context: Any) -> str:
+    """One of the report templates (chaos_runner/reports/templates), HTML-escaped."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = lambda v, unit="": "-" if v is None else f"{v:g}{unit}"
+    return env.get_template(template).render(**context)
+
+
+def figure_json(fig: go.Figure) -> str:
+    """A figure as JSON to embed in a <script> block: no "</" may close it early."""
+    return str(fig.to_json()).replace("</", "<\\/")
+
+
 def copy_plotly(directory: Path) -> Path:
     """Plotly's own bundle (from its wheel) in `directory`, for pages there to load offline."""
     bundle = directory / PLOTLY_JS
@@ -303,8 +319,7 @@ def build_html(run_dir: Path, journal: Journal) -> Path:
                 {
                     "record": a,
                     "div": f"fig-{s.scenario}-{a.attempt}".replace(".", "-"),
-                    # Inside a <script> block: no "</" may close it early.
-                    "figure": fig.to_json().replace("</", "<\\/") if fig is not None else None,
+                    "figure": figure_json(fig) if fig is not None else None,
                     "bands": len(fault_bands(a, 0, 0.0)),
                 }
             )
@@ -317,19 +332,14 @@ def build_html(run_dir: Path, journal: Journal) -> Path:
         )
     sweeps = [
         {"series": series, "div": f"sweep-{name}".replace(".", "-"),
-         "figure": sweep_figure(series).to_json().replace("</", "<\\/")}
+         "figure": figure_json(sweep_figure(series))}
         for name, series in sorted(journal.series.items())
     ]  # fmt: skip
     counts: dict[str, int] = {}
     for s in journal.scenarios:
         counts[s.outcome] = counts.get(s.outcome, 0) + 1
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["num"] = lambda v, unit="": "-" if v is None else f"{v:g}{unit}"
-    page = env.get_template("report.html.j2").render(
+    page = render(
+        "report.html.j2",
         journal=journal,
         scenarios=scenarios,
         sweeps=sweeps,

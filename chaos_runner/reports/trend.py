@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tabulate import tabulate
 
 from chaos_runner.errors import ChaosRunnerError
-from chaos_runner.reports.html import COLOURS, TEMPLATES
+from chaos_runner.reports.html import COLOURS, copy_plotly, figure_json, render
 from chaos_runner.results.records import Journal, read_journal
 
 OUTCOME_COLOURS = {"passed": COLOURS["ok"], "deviated": COLOURS["fail"], "skipped": "#78909c"}
@@ -112,18 +111,9 @@ def figure(points: dict[str, list[Point]]) -> go.Figure:
 
 
 def write_html(path: Path, runs: list[Journal], points: dict[str, list[Point]]) -> Path:
-    from chaos_runner.reports.html import copy_plotly
-
     copy_plotly(path.parent)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    page = env.get_template("trend.html.j2").render(
-        runs=runs,
-        figure=figure(points).to_json().replace("</", "<\\/"),
-        table=table(points),
+    page = render(
+        "trend.html.j2", runs=runs, figure=figure_json(figure(points)), table=table(points)
     )
     path.write_text(page)
     return path
