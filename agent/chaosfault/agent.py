@@ -62,6 +62,8 @@ def _summary(record: Record) -> dict[str, Any]:
 
 
 class Agent:
+    config_path: Path  # helpers carry `--config <it>`: how this agent knows its own
+
     def __init__(self, config_path: Path) -> None:
         self.config = json.loads(config_path.read_text())
         self.host: str = self.config["host"]

@@ -4,6 +4,7 @@ agent's own helpers (watchdogs, NFQUEUE workers, loops) by their command line.""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shlex
 import subprocess
@@ -121,18 +122,31 @@ def _pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").glob("[0-9]*")]
 
 
-def agent_processes() -> list[int]:
+def _of_this_agent(pid: int, config: str) -> bool:
+    """A process of the agent configured by `config`: its helpers are started with
+    `--config <that file>`. Another agent's processes, or a process that merely names
+    chaosfault (the controller building the agent's zipapp), are not its own."""
+    cmd = cmdline(pid)
+    return is_our_process(pid) and any(
+        a == "--config" and b == config for a, b in itertools.pairwise(cmd)
+    )
+
+
+def agent_processes(config: str) -> list[int]:
     """The agent's processes on this host (its own PID space), but this one and `serve`
     sessions."""
     me = os.getpid()
     return [
         pid
         for pid in _pids()
-        if is_our_process(pid) and pid != me and this_host(pid) and "serve" not in cmdline(pid)
+        if pid != me
+        and this_host(pid)
+        and _of_this_agent(pid, config)
+        and "serve" not in cmdline(pid)
     ]
 
 
-def helper_processes() -> list[int]:
+def helper_processes(config: str) -> list[int]:
     """The agent's background helpers on this host (what heal-all may kill): not this
     process and not a request being handled right now."""
     me = os.getpid()
@@ -141,6 +155,6 @@ def helper_processes() -> list[int]:
         for pid in _pids()
         if pid != me
         and this_host(pid)
-        and is_our_process(pid)
+        and _of_this_agent(pid, config)
         and not REQUEST_COMMANDS & set(cmdline(pid))
     ]

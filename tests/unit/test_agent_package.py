@@ -543,3 +543,26 @@ def test_cache_delete_takes_one_key_pattern():
     for bad in ("", "a b", "x\nFLUSHALL", 7, "k" * 201):
         with pytest.raises(FaultInputError, match=r"params\.pattern"):
             CacheDelete().check({"pattern": bad})
+
+
+def test_heal_all_kills_only_this_agents_helpers_never_another_process_naming_chaosfault(
+    agent, tmp_path
+):
+    """A sweep on the controller (an agent run there, as in these tests) must not end the
+    controller's own processes that merely name chaosfault - the zipapp build of a lab up
+    running meanwhile - nor another agent's helpers."""
+    from chaosfault.kinds.proc import _kill_helpers
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    mine = subprocess.Popen([*sleeper, "chaosfault", "--config", str(agent.config_path), "loop"])
+    build = subprocess.Popen([*sleeper, "build_agent.py", "/x/agent/chaosfault", "out.pyz"])
+    other = subprocess.Popen([*sleeper, "chaosfault", "--config", str(tmp_path / "other.json")])
+    try:
+        swept = _kill_helpers(agent)
+        assert swept == [f"killed lab process {mine.pid}"]
+        assert mine.wait(5) == -signal.SIGKILL
+        assert build.poll() is None and other.poll() is None
+    finally:
+        for p in (mine, build, other):
+            p.kill()
+            p.wait()

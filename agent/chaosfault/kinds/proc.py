@@ -150,9 +150,13 @@ def _continue_stopped(agent: Agent) -> list[str]:
     return swept
 
 
+def _agent_processes(agent: Agent) -> list[int]:
+    return agent_processes(str(agent.config_path))
+
+
 def _kill_helpers(agent: Agent) -> list[str]:
     swept = []
-    for pid in helper_processes():
+    for pid in helper_processes(str(agent.config_path)):
         kill(pid, signal.SIGKILL)
         swept.append(f"killed lab process {pid}")
     return swept
@@ -170,6 +174,6 @@ FAMILY = Family(
         Artifact("stopped_processes", _stopped_programs, _continue_stopped),
         # Watchdogs, NFQUEUE workers, repeat and fill loops: killed before the cgroups and
         # PostgreSQL sessions are swept, so a fill keeper cannot take the slots back.
-        Artifact("processes", lambda agent: agent_processes(), _kill_helpers),
+        Artifact("processes", lambda agent: agent_processes(str(agent.config_path)), _kill_helpers),
     ),
 )
