@@ -742,16 +742,21 @@ def _counted_in_metrics(ev: Evidence) -> CheckResult:
 
 def _expiring_tokens(ev: Evidence) -> CheckResult:
     """A request whose token expires while it is in flight is executed whole or refused as
-    an auth error - never failed another way (a half-done request, a server error). Its
-    writes are judged by the ledger (executed: present; refused: absent). The scenario
-    must have made tokens expire in flight: a request answered later than the token's
-    lifetime (executed though expired by then), or one refused because it expired first."""
+    an auth error - never failed another way (a half-done request, a server error) that
+    requests with valid tokens did not get too: a failure valid tokens also got (the same
+    kind, the same error) is the fault's doing, not the token's. Its writes are judged by
+    the ledger (executed: present; not executed: absent). The scenario must have made
+    tokens expire in flight: a request answered later than the token's lifetime
+    (executed though expired by then), or one refused because it expired first."""
     ops = ev.expiring_ops
     ttl_ns = EXPIRING_TTL_S * NS_PER_S
     executed = [o for o in ops if o.outcome == "ok"]
     outlived = [o for o in executed if o.latency_ns > ttl_ns]
     refused = [o for o in ops if o.auth_rejected]
-    other = [o for o in ops if o.outcome != "ok" and not o.auth_rejected]
+    failed = [o for o in ops if o.outcome != "ok" and not o.auth_rejected]
+    shared = {(o.kind, o.error) for o in ev.valid_ops if o.outcome != "ok"}
+    as_valid = [o for o in failed if (o.kind, o.error) in shared]
+    other = [o for o in failed if (o.kind, o.error) not in shared]
     exercised = bool(outlived or refused)
     why = (
         f"{len(other)} failed otherwise: {examples(other)}"
@@ -761,11 +766,14 @@ def _expiring_tokens(ev: Evidence) -> CheckResult:
         else f"no token expired in flight: no request took longer than {EXPIRING_TTL_S} s"
         " and none was refused (slow the request path more)"
     )
+    if as_valid and not other:
+        why = f"failed as valid tokens did: {examples(as_valid)}"
     return CheckResult(
         "expiring tokens: executed whole or refused",
         exercised and not other,
         f"{len(executed)} executed ({len(outlived)} answered after the token expired),"
-        f" {len(refused)} refused, {len(other)} other",
+        f" {len(refused)} refused, {len(as_valid)} failed as valid tokens did,"
+        f" {len(other)} other",
         "each executed or refused as an auth error; some expired in flight",
         why,
     )

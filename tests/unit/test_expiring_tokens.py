@@ -45,7 +45,10 @@ def test_executed_or_refused_passes_when_tokens_expired_in_flight():
     ]
     check = by_name(scoped(expiring(evidence("consistent"), ops)))[NAME]
     assert check.ok
-    assert check.measured == "2 executed (1 answered after the token expired), 1 refused, 0 other"
+    assert check.measured == (
+        "2 executed (1 answered after the token expired), 1 refused,"
+        " 0 failed as valid tokens did, 0 other"
+    )
 
 
 def test_any_other_failure_fails_it():
@@ -55,8 +58,22 @@ def test_any_other_failure_fails_it():
         op(1200, 900, "fail", token=EXPIRING, status=500, error="Internal server error"),
     ]
     check = by_name(scoped(expiring(evidence("consistent"), ops)))[NAME]
-    assert not check.ok and check.measured.endswith("0 refused, 2 other")
+    assert not check.ok and check.measured.endswith(
+        "0 refused, 0 failed as valid tokens did, 2 other"
+    )
     assert check.detail.startswith("2 failed otherwise")
+
+
+def test_a_failure_valid_tokens_got_too_is_the_faults_not_the_tokens():
+    masked = {"error": "Internal server error", "kind": "mutation"}
+    ops = [
+        op(1000, 1500, token=EXPIRING, kind="mutation"),
+        op(1100, 5000, "info", token=EXPIRING, **masked),
+    ]
+    ev = evidence("consistent", [op(1050, 5000, "info", **masked)])
+    check = by_name(scoped(expiring(ev, ops)))[NAME]
+    assert check.ok and check.measured.endswith("1 failed as valid tokens did, 0 other")
+    assert check.detail.startswith("failed as valid tokens did: mutation info")
 
 
 def test_it_fails_when_no_token_expired_in_flight():
