@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_LOG_BYTES = 512 * 1024
 STATE_SCRIPT = """
-echo '# iptables-save'; iptables-save 2>&1
+echo '# iptables -S (filter)'; iptables -S 2>&1
+echo; echo '# iptables-save (every table in use)'; iptables-save 2>&1
 echo; echo '# tc qdisc'; tc -s qdisc show 2>&1
 echo; echo '# tc filter'
 for d in $(ls /sys/class/net); do tc filter show dev "$d" 2>/dev/null; done

@@ -140,12 +140,19 @@ def test_the_html_report_renders_every_scenario_with_its_fault_bands_in_a_browse
     assert page.is_file() and (run_dir / "plotly.min.js").is_file()
     rendered = open_report(page, run_dir / "screenshots")
     print(f"report {page.stat().st_size} bytes, loaded in {rendered.load_s} s")
-    attempts = [a for s in journal["scenarios"] for a in s["attempts"] if a.get("history_file")]
-    assert len(rendered.figures) == len(attempts)
+    attempts = {
+        f"fig-{a['scenario']}-{a['attempt']}".replace(".", "-"): a
+        for s in journal["scenarios"]
+        for a in s["attempts"]
+        if a.get("history_file")
+    }
+    assert sorted(f["id"] for f in rendered.figures) == sorted(attempts)
     for figure in rendered.figures:
         assert figure["drawn"] and figure["points"] > 50, figure
-        # Each fault's band on the figure's three rows.
-        assert figure["bands"] >= 3 * figure["expected_bands"] > 0, figure
+        # Each injected fault's band, on the figure's three rows.
+        injected = [f for f in attempts[figure["id"]]["faults"] if f.get("inject_ns")]
+        assert figure["expected_bands"] == len(injected), figure
+        assert figure["bands"] >= 3 * len(injected), figure
     assert rendered.errors == [], rendered.console
     # Screenshots kept under the run directory: the page's top and each scenario.
     assert {p.name for p in rendered.screenshots} >= {"report.png", "net.db-stopped.png"}
@@ -162,7 +169,7 @@ def test_the_evidence_bundle_of_net_db_stopped_holds_the_shutdown_and_the_state(
     assert "database system is ready to accept connections" in pg_log, pg_log[-2000:]
     for when in ("before-inject", "after-heal"):
         state = files[f"state-{when}-db1.txt"].read_text()
-        assert "# iptables-save" in state and "*filter" in state, state[:500]
+        assert "# iptables -S (filter)" in state and "-P INPUT" in state, state[:500]
         assert "# tc qdisc" in state and "qdisc" in state.split("# tc qdisc", 1)[1]
     (fault,) = json.loads(files["faults.json"].read_text())
     assert fault["kind"] == "proc.stop" and fault["commands"] and fault["heal_commands"]
