@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,6 +335,34 @@ def _run_one(tmp_path: Path, doc: dict, **config: object) -> tuple[int, dict, Pa
     (run_dir,) = (tmp_path / "runs").iterdir()
     (summary,) = json.loads((run_dir / "journal.json").read_text())["scenarios"]
     return proc.returncode, summary, run_dir
+
+
+def _delay_doc(delay_ms: int) -> dict:
+    return {
+        "id": "net.compare-test",
+        "phase": 1,
+        "description": f"{delay_ms} ms on the app's path to PostgreSQL",
+        "faults": [{"kind": "net.delay", "host": "@app",
+                    "params": {"peer": "@proxy", "port": 5432, "port_side": "remote",
+                               "delay_ms": delay_ms}}],
+        "load": {"rate": 10, "mix": {"query": 3, "nested": 1}},
+        "windows": {"settle_s": 0.5, "baseline_s": 2.5, "hold_s": 5, "recovery_s": 3},
+        "expect": {"class": "tolerate"},
+    }  # fmt: skip
+
+
+def test_compare_flags_the_same_scenario_run_with_a_delay_as_a_regression(lab, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _, fast, run_a = _run_one(tmp_path / "a", _delay_doc(1))
+    _, slow, run_b = _run_one(tmp_path / "b", _delay_doc(300))
+    assert fast["outcome"] in ("passed", "deviated") and slow["outcome"] in ("passed", "deviated")
+    worse = chaoslab("compare", str(run_a), str(run_b))
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert re.search(r"net\.compare-test\s+fault_p95_ms.*REGRESSION", worse.stdout), worse.stdout
+    assert (run_b / f"compare-{run_a.name}.html").is_file()
+    same = chaoslab("compare", str(run_a), str(run_a))
+    assert same.returncode == 0, same.stdout + same.stderr
 
 
 def _start_and_wait_for_injection(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
