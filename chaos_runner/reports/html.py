@@ -338,8 +338,16 @@ def build_html(run_dir: Path, journal: Journal) -> Path:
     counts: dict[str, int] = {}
     for s in journal.scenarios:
         counts[s.outcome] = counts.get(s.outcome, 0) + 1
+    wall_s = None
+    if journal.started_at and journal.finished_at:
+        from datetime import datetime
+
+        wall_s = (
+            datetime.fromisoformat(journal.finished_at) - datetime.fromisoformat(journal.started_at)
+        ).total_seconds()
     page = render(
         "report.html.j2",
+        wall_s=wall_s,
         journal=journal,
         scenarios=scenarios,
         sweeps=sweeps,

@@ -126,6 +126,9 @@ class Journal:
     config: dict[str, Any] = field({})
     environment: dict[str, Any] = field({})
     apps: dict[str, Any] = field({})
+    # Each host: address, inventory groups, release (a guest) and the fault mechanisms its
+    # kernel offers (the agent's capability probe: netem, tbf, iptables, nfqueue, cgroups).
+    hosts: dict[str, Any] = field({})
     definitions: dict[str, Any] = field({})
     series: dict[str, Series] = field({})
     exit_code: int | None = None

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from chaos_runner.analysis.baseline import BaselineStore, Environment
 from chaos_runner.ansible import run_playbook
-from chaos_runner.errors import PlaybookFailed
+from chaos_runner.errors import ChaosRunnerError, PlaybookFailed
 from chaos_runner.faults.channel import FaultClient, FaultSpec
 from chaos_runner.model.config import RunnerConfig
 from chaos_runner.model.scenario import RUNNER_KINDS, Scenario
@@ -116,6 +116,25 @@ def ansible_transport(state: LabState, run_dir: Path) -> Any:
     return call
 
 
+def host_facts(state: LabState, faults: FaultClient) -> dict[str, Any]:
+    """What the report's front page names of each host: address, groups, release and the
+    fault mechanisms its kernel offers (or why they could not be read)."""
+    groups = state.roles.groups
+    out: dict[str, Any] = {}
+    for name, host in sorted(state.hosts.items()):
+        facts: dict[str, Any] = {
+            "address": host.get("address"),
+            "groups": sorted(g for g, members in groups.items() if name in members),
+            "release": host.get("release"),
+        }
+        try:
+            facts["capabilities"] = faults.capabilities(name)
+        except ChaosRunnerError as exc:
+            facts["capabilities"] = {"error": str(exc)}
+        out[name] = facts
+    return out
+
+
 def _list(state: LabState, host: str) -> list[dict[str, Any]]:
     with FaultClient(state) as client:
         return client.list(host)
@@ -152,6 +171,8 @@ def run_campaign(
     print(f"run {run_id}: {len(scenarios)} scenario(s), artifacts in {run_dir}", file=stream)
     try:
         with FaultClient(state) as faults, alert_receiver(state.monitors.values()) as alerts:
+            journal.hosts = host_facts(state, faults)
+            write_journal(run_dir, journal)
             ctx = RunContext(
                 state=state,
                 config=config,

@@ -56,6 +56,11 @@ def run_dir(tmp_path: Path) -> Path:
     journal = {
         "run_id": "run-test", "schema_version": 2, "exit_code": 1,
         "environment": {"kind": "lab", "fraiseql": "1.31.1"},
+        "started_at": "2026-11-27T06:00:00+00:00", "finished_at": "2026-11-27T06:01:30+00:00",
+        "hosts": {"db1": {"address": "198.18.0.11", "groups": ["db", "lab"], "release": "bookworm",
+                          "capabilities": {"netem": False, "tbf": True, "iptables": True,
+                                           "nfqueue": True, "cgroup": "v1"}},
+                  "app1": {"address": "198.18.0.13", "capabilities": {"error": "no answer"}}},
         "definitions": {"b.deviates": {"question": "does it <b>hold</b>?"}},
         "scenarios": [
             {"scenario": "a.passes", "outcome": "passed", "chosen_attempt": 1,
@@ -89,6 +94,9 @@ def test_the_report_is_offline_with_one_figure_per_attempt_and_its_fault_band(tm
     assert f"ok (2400, {MAX_OK_POINTS} drawn)" in names and "fail (40)" in names
     drawn = {t["name"]: len(t["x"]) for t in figure["data"] if t.get("name")}
     assert drawn["fail (40)"] == 40
+    # The front page: hosts with the mechanisms their kernel offers, and the wall time.
+    assert "netem no, tbf yes, iptables yes, nfqueue yes; cgroup v1" in html
+    assert "not read: no answer" in html and "wall time 90 s" in html
     # Findings first; a flaky one marked; no history, no figure (said so).
     assert html.index('id="b.deviates"') < html.index('id="a.passes"')
     assert "<b>flaky</b>" in html and "no history: nothing to draw" in html
