@@ -19,7 +19,14 @@ from chaosfault.artifacts import list_artifacts, sweep_artifacts
 from chaosfault.errors import FaultFailed, FaultInputError
 from chaosfault.fault import GRACE_S, Record
 from chaosfault.kinds import FAULTS
-from chaosfault.processes import is_our_process, kill, process_tree, recording, run
+from chaosfault.processes import (
+    is_our_process,
+    kill,
+    note_command,
+    process_tree,
+    recording,
+    run,
+)
 from chaosfault.programs import check_program, pidfile, pidfile_pid, running
 from chaosfault.validation import (
     MAX_LEASE_S,
@@ -228,8 +235,10 @@ class Agent:
         its own session, so it outlives the request that started it; found again by its
         command line (`is_our_process`), never by name."""
         command, env = self_command()
+        argv = [python or sys.executable, *command, "--config", str(self.config_path), *args]
+        note_command(argv)
         proc = subprocess.Popen(
-            [python or sys.executable, *command, "--config", str(self.config_path), *args],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -363,6 +372,7 @@ class Agent:
 
     def psql_background(self, sql: str, label: str, role: str = "postgres") -> int:
         """A session that holds something (a lock, a slot) until it is terminated."""
+        note_command(self._psql_cmd(sql, role))
         proc = subprocess.Popen(
             self._psql_cmd(sql, role),
             stdin=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,11 +40,17 @@ def recording() -> Iterator[list[str]]:
         _RECORDING.remove(ran)
 
 
+def note_command(cmd: list[str], input: str | None = None) -> None:
+    """Add a command (and what it was fed on stdin) to every open command journal."""
+    line = shlex.join(cmd) + (f" <<< {input.strip()[:500]!r}" if input else "")
+    for journal in _RECORDING:
+        journal.append(line)
+
+
 def run(
     cmd: list[str], check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    for journal in _RECORDING:
-        journal.append(shlex.join(cmd))
+    note_command(cmd, input)
     proc = subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode != 0:
         raise FaultFailed(
@@ -53,6 +60,11 @@ def run(
 
 
 def kill(pid: int, sig: int) -> bool:
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = str(sig)
+    note_command(["kill", f"-{name}", str(pid)])
     try:
         os.kill(pid, sig)
         return True

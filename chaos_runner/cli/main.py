@@ -481,12 +481,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(journal.to_dict()["scenarios"], indent=1, default=str))
     elif args.format == "html":
+        if "html" not in written:
+            print(f"chaoslab: report.html could not be written in {run_dir}", file=sys.stderr)
+            return 2
         print(written["html"])
     else:
         print(table(journal))
         print(
-            f"\nregenerated: {written['table']}, {written['junit']}, {written['scenarios']}/,"
-            f" {written['html']}",
+            f"\nregenerated: {written['table']}, {written['junit']}, {written['scenarios']}/"
+            + (f", {written['html']}" if "html" in written else " (report.html failed)"),
             file=sys.stderr,
         )
     return exit_code(journal)

@@ -35,7 +35,12 @@ REPORTED = ("bite_s",)
 # Worse to the right.
 OUTCOME_RANK = {"passed": 0, "skipped": 0, "deviated": 1, "aborted": 1, "baseline-not-met": 2,
                 "fault-not-effective": 2, "error": 2}  # fmt: skip
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+# Student's t for a two-sided 95 % interval by degrees of freedom (1.96 beyond 30).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+       9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # fmt: skip
+# Missing in an attempt that reached a verdict means the worst: the service never
+# recovered, never succeeded after the heal, or no request succeeded during the fault.
+NEVER = {"recovery_s", "first_success_s", "fault_p95_ms"}
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,17 @@ class Row:
 
 
 def _values(s: ScenarioRecord, metric: str) -> list[float]:
-    """The metric over the attempts that reached a verdict (passed / deviated)."""
+    """The metric over the attempts that reached a verdict (passed / deviated); for the
+    NEVER metrics a missing value is infinity (never recovered, never succeeded)."""
     out = []
     for a in s.attempts:
+        if a.outcome not in ("passed", "deviated"):
+            continue
         v = a.metrics.get(metric)
-        if a.outcome in ("passed", "deviated") and isinstance(v, (int, float)):
+        if isinstance(v, (int, float)):
             out.append(float(v))
+        elif v is None and metric in NEVER:
+            out.append(math.inf)
     return out
 
 
@@ -63,10 +73,13 @@ def mean_ci(values: list[float]) -> tuple[float | None, float | None]:
     """Mean and the half-width of its 95 % confidence interval (None with one value)."""
     if not values:
         return None, None
+    if any(math.isinf(v) for v in values):
+        return math.inf, None
     m = statistics.fmean(values)
     if len(values) < 2:
         return m, None
-    t = T95.get(len(values) - 1, 1.96)
+    df = len(values) - 1
+    t = T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96
     return m, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
@@ -103,15 +116,20 @@ def _metric_row(
     if ma is None or mb is None:
         return Row(sid, metric, _round(ma), ci, _round(mb), "not comparable",
                    "not measured in " + ("A" if ma is None else "B"))  # fmt: skip
+    if math.isinf(ma) or math.isinf(mb):
+        verdict = "same" if ma == mb else "regression" if math.isinf(mb) else "better"
+        note = "never (in some attempt)" if math.isinf(mb) and verdict == "regression" else ""
+        return Row(sid, metric, _round(ma), None, _round(mb), verdict, note)
     allowed = ma + (ci or 0.0) + max(abs(ma) * margin, floor)
     better = ma - (ci or 0.0) - max(abs(ma) * margin, floor)
     verdict = "regression" if mb > allowed else "better" if mb < better else "same"
     note = f"limit {allowed:.4g}{unit}" if verdict == "regression" else ""
-    return Row(sid, metric, _round(ma), _round(ci), _round(mb), verdict, note)
+    return Row(sid, metric, _round(ma), None if ci is None else round(ci, 4), _round(mb),
+               verdict, note)  # fmt: skip
 
 
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 4)
+def _round(v: float | None) -> float | str | None:
+    return None if v is None else "never" if math.isinf(v) else round(v, 4)
 
 
 def regressions(rows: list[Row]) -> list[Row]:

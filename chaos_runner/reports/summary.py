@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tabulate import tabulate
 
 from chaos_runner.results.records import AttemptRecord, Journal
 
+log = logging.getLogger(__name__)
 LAB_ERRORS = ("error", "baseline-not-met", "fault-not-effective")
 
 
@@ -146,5 +148,8 @@ def write_reports(run_dir: Path, journal: Journal) -> dict[str, Path]:
     out["scenarios"] = per
     from chaos_runner.reports.html import build_html  # Plotly loads only for the report
 
-    out["html"] = build_html(run_dir, journal)
+    try:
+        out["html"] = build_html(run_dir, journal)
+    except Exception as exc:  # the other reports and the run's exit code must survive it
+        log.error("report.html not written: %r", exc)
     return out

@@ -201,14 +201,20 @@ class Attempt:
         absent = self.absent_hosts()
         if absent:
             raise StopAttempt("skipped", f"{absent}: the scenario needs that host")
-        detect = self.doc.expect.detect
-        if detect is not None and detect.probe == ALERT_KIND and self.ctx.alerts is None:
+        if self.needs_alerts and self.ctx.alerts is None:
             raise StopAttempt(
                 "skipped",
-                "expect.detect waits for an alert, and the inventory has no monitoring host"
-                " (group monitoring) whose Alertmanager would send one",
+                "expect.detect waits for an alert, and no alert receiver listens: the"
+                " inventory has no monitoring host (group monitoring), or its receiver"
+                " could not listen (see the run's log)",
             )
-        bad = [c for c in lab_checks(state, self.ctx.faults.programs) if not c.ok]
+        # Prometheus's targets and Alertmanager gate only what waits for an alert: a
+        # scrape target down must not block scenarios that never look at it.
+        bad = [
+            c
+            for c in lab_checks(state, self.ctx.faults.programs, monitoring=self.needs_alerts)
+            if not c.ok
+        ]
         if bad:
             problem = "; ".join(f"{c.host} {c.item}: {c.detail}" for c in bad[:4])
             raise StopAttempt("baseline-not-met", f"steady-state gate: {problem}")
@@ -234,6 +240,10 @@ class Attempt:
                     f"{[r.get('id') for r in left]}",
                 )
         self.prepare()
+
+    @property
+    def needs_alerts(self) -> bool:
+        return needs_alerts(self.scenario)
 
     def _unmet(self, requires: Requires) -> str | None:
         """What the app under test lacks for `requires`, or None."""
@@ -321,8 +331,8 @@ class Attempt:
         self.counters_before = (
             scrape_counters(ctx.state.guard, app.url) if doc.expect.counted_in_metrics else None
         )
-        self.timeline.mark("load-start")
-        self.load.start()
+        # The log offsets and the alert receiver come first: nothing the load's first
+        # seconds cause may be missed.
         self.evidence = EvidenceBundle(
             ctx.state,
             self.ledger,
@@ -339,6 +349,8 @@ class Attempt:
         self.evidence.at_load_start()
         if ctx.alerts is not None:
             ctx.alerts.attach(self.load.note)
+        self.timeline.mark("load-start")
+        self.load.start()
 
     def _process_probe(self, host: str, program: str) -> Probe:
         """The program's pid and memory from its host's fault agent (op `proc`, its own
@@ -539,8 +551,8 @@ class Attempt:
         if self.evidence is not None:  # made once the load started (self.app known)
             try:
                 self.result["evidence"] = self.evidence.finish(self.result["faults"], self.app.raw)
-            except (ChaosRunnerError, OSError) as exc:
-                log.error("evidence bundle: %s", exc)
+            except Exception as exc:  # evidence never ends an attempt or a campaign
+                log.error("evidence bundle: %r", exc)
         if self.ctx.alerts is not None:
             self.ctx.alerts.attach(None)
         if self.load is not None and not self.load.done:
@@ -567,6 +579,12 @@ class Attempt:
         if self.db_probe is not None:
             self.db_probe.close()
         return samples
+
+
+def needs_alerts(scenario: Scenario) -> bool:
+    """The scenario waits for an alert (expect.detect probe alert)."""
+    detect = scenario.doc.expect.detect
+    return detect is not None and detect.probe == ALERT_KIND
 
 
 def run_attempt(scenario: Scenario, ctx: RunContext, number: int) -> dict[str, Any]:

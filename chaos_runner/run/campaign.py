@@ -30,7 +30,7 @@ from chaos_runner.results.records import (
     summary_record,
     write_journal,
 )
-from chaos_runner.run.attempt import RunContext
+from chaos_runner.run.attempt import RunContext, needs_alerts
 from chaos_runner.run.retries import run_scenario
 from chaos_runner.target.lab import LabState
 from chaos_runner.target.roles import resolve_params
@@ -170,7 +170,12 @@ def run_campaign(
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"run {run_id}: {len(scenarios)} scenario(s), artifacts in {run_dir}", file=stream)
     try:
-        with FaultClient(state) as faults, alert_receiver(state.monitors.values()) as alerts:
+        with (
+            FaultClient(state) as faults,
+            alert_receiver(
+                state.monitors.values(), required=any(needs_alerts(s) for s in scenarios)
+            ) as alerts,
+        ):
             journal.hosts = host_facts(state, faults)
             write_journal(run_dir, journal)
             ctx = RunContext(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import subprocess
 import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -120,7 +121,14 @@ class EvidenceBundle:
         self._threads.append(t)
 
     def _sh(self, host: str, script: str, timeout: float = 20) -> str:
-        proc = on_host(self.state, host, "sh", "-c", script, timeout=timeout, check=False)
+        """The script's output on `host`, or why there is none (a slow or lost host must
+        not end the attempt: evidence never decides anything)."""
+        try:
+            proc = on_host(self.state, host, "sh", "-c", script, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return f"# no answer from {host} within {timeout:g} s\n"
+        except (subprocess.SubprocessError, OSError, ChaosRunnerError, KeyError) as exc:
+            return f"# could not run on {host}: {exc!r}\n"
         return proc.stdout + (f"\n# stderr\n{proc.stderr}" if proc.stderr.strip() else "")
 
     def _log(self, host: str, program: str) -> str:

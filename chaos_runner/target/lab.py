@@ -372,15 +372,18 @@ def _tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
 ProgramStates = Callable[[str], list[dict[str, Any]]]
 
 
-def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[Check]:
+def lab_checks(
+    state: LabState, programs: ProgramStates | None = None, monitoring: bool = True
+) -> list[Check]:
     """Everything `lab status` reports, each with ok/not ok and a detail. Program states come
     from each host's fault agent: `programs` (e.g. FaultClient.programs) or, when None, a
-    client opened for these checks."""
+    client opened for these checks. `monitoring`: also Prometheus's readiness and targets
+    and Alertmanager's (the programs of a monitoring host are checked either way)."""
     if programs is None:
         from chaos_runner.faults.channel import FaultClient  # the channel imports this module
 
         with FaultClient(state) as client:
-            return lab_checks(state, client.programs)
+            return lab_checks(state, client.programs, monitoring)
     checks: list[Check] = []
     up = True
     if state.embedded:
@@ -413,7 +416,7 @@ def lab_checks(state: LabState, programs: ProgramStates | None = None) -> list[C
             checks += _program_checks(name, programs)
     for app in state.apps.values():
         checks.append(_app_health(state, app))
-    for monitor in state.monitors.values():
+    for monitor in state.monitors.values() if monitoring else ():
         checks += [Check(monitor.host, *c) for c in monitor_checks(state.guard, monitor)]
     return checks
 

@@ -90,6 +90,7 @@ def test_the_receiver_refuses_what_is_not_a_notification():
         port = receiver._server.server_address[1]  # type: ignore[union-attr]
         assert post(port, b"{not json") == 400
         assert post(port, b'{"alerts": "x"}') == 400
+        assert post(port, b'{"alerts": [1]}') == 400
         assert post(port, json.dumps(notification("firing", ("A", "firing"))).encode(), "/x") == 404
     assert receiver.received == []
 

@@ -94,3 +94,18 @@ def test_the_cli_exits_1_on_a_regression_0_without_and_writes_html(tmp_path):
 def test_regressions_lists_only_regressions(tmp_path):
     rows = list(rows_of(tmp_path, [metrics(100)], [metrics(900, recovery=9)]).values())
     assert sorted(r.metric for r in regressions(rows)) == ["fault_p95_ms", "recovery_s"]
+
+
+def test_a_run_that_never_recovers_regresses(tmp_path):
+    never = {**metrics(100), "recovery_s": None, "first_success_s": None}
+    rows = rows_of(tmp_path, [metrics(100)], [metrics(100), never])
+    assert rows["recovery_s"].verdict == "regression" and rows["recovery_s"].b == "never"
+    assert rows["first_success_s"].verdict == "regression"
+    back = rows_of(tmp_path, [never], [metrics(100)])
+    assert back["recovery_s"].verdict == "better"
+
+
+def test_the_interval_uses_students_t_for_many_attempts():
+    values = [100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 100.0]  # 6 degrees of freedom
+    _, ci = mean_ci(values)
+    assert round(ci or 0, 3) == round(2.447 * 1.2909944 / 7**0.5, 3)
