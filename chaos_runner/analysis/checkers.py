@@ -94,7 +94,7 @@ class Evidence:
     # Operations signed with a key the JWKS withdrew (jwks.rotate), judged by their own
     # check, never by the SLO or as bad tokens.
     withdrawn_ops: list[Operation] = field(default_factory=list)
-    # Operations whose token was minted as they were sent, expiring within EXPIRING_TTL_S.
+    # Operations whose token was minted as they were sent, expiring 1-2 s later (tokens).
     expiring_ops: list[Operation] = field(default_factory=list)
     # FraiseQL's counters' growth over the attempt (expect.counted_in_metrics), or None.
     app_counters: dict[str, float] | None = None

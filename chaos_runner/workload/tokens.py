@@ -131,11 +131,12 @@ def _signed(claims: dict[str, Any], minter: TokenMinter, kid: str) -> str:
 # The label of operations sent with a token under a key the JWKS no longer publishes.
 WITHDRAWN = "withdrawn-key"
 # The label (a client.bad-token kind) of operations whose token is minted as they are
-# sent and expires within EXPIRING_TTL_S: JWT times are whole seconds, so a token minted at
-# t expires at floor(t) + 1, at most 1 s later. A request slower than that had its token
-# expire in flight; one that waited longer before FraiseQL looked at it must be refused.
+# sent with `exp` EXPIRING_TTL_S whole seconds ahead: JWT times are whole seconds, so it
+# expires between 1 and 2 s after it is sent - never on a request's fast path, always on
+# one slower than 2 s (its token expired in flight); a request that waited longer than its
+# token's life before FraiseQL looked at it must be refused.
 EXPIRING = "expiring"
-EXPIRING_TTL_S = 1
+EXPIRING_TTL_S = 2
 # The operations whose answer depends on the token: GraphQL ones that FraiseQL executes
 # (not the GET probes, not invalid GraphQL refused before any token is looked at).
 SIGNED_KINDS = frozenset(OP_KINDS) - set(PROBE_PATHS) - EXPECTED_REFUSAL_KINDS
