@@ -204,7 +204,7 @@ def attempt_figure(run_dir: Path, scenario: ScenarioRecord, attempt: AttemptReco
         fig.add_vrect(
             x0=band["x0"], x1=band["x1"], fillcolor=band["colour"], line_width=0, layer="below",
             annotation_text=band["label"], annotation_position="top left",
-            annotation_font_size=10, row="all", col=1,
+            annotation_font_size=10, row="all", col=1, exclude_empty_subplots=False,
         )  # fmt: skip
     for x, label in _marks(attempt, origin):
         fig.add_vline(x=x, line={"color": "#455a64", "width": 1, "dash": "dot"},
