@@ -347,6 +347,7 @@ class Attempt:
             [(ctx.state.host(ctx.config.db_host), "postgresql"), (app.host, "fraiseql")],
         )
         self.evidence.at_load_start()
+        self.evidence.before_inject()  # the hosts as they are until the inject
         if ctx.alerts is not None:
             ctx.alerts.attach(self.load.note)
         self.timeline.mark("load-start")
@@ -430,8 +431,6 @@ class Attempt:
             self.result["faults"],
             on_holding=self._holding,
         )
-        if self.evidence is not None:
-            self.evidence.before_inject()  # done before anything is injected
         hold_start = self.timeline.mark("inject-start")
         self.say("inject")
         self.schedule.run(hold_start, w.hold_s, self.check_abort, w.window_ms / 1000)
@@ -493,14 +492,14 @@ class Attempt:
 
     def recover(self) -> None:
         self.say("recover")
-        if self.evidence is not None:
-            self.evidence.after_heal()
         _sleep(self.doc.windows.recovery_s)
         self.timeline.mark("recovery-end")
 
     def conclude(self) -> None:
         assert self.load is not None and self.sampler is not None
         self.load.stop()
+        if self.evidence is not None:
+            self.evidence.after_heal()  # the load has stopped: nothing left to perturb
         if self.ctx.alerts is not None:
             self.ctx.alerts.attach(None)
         history = self.load.history()

@@ -87,8 +87,12 @@ class EvidenceBundle:
             except (ChaosRunnerError, ValueError, OSError) as exc:
                 log.warning("evidence: no log offset for %s %s: %s", host, program, exc)
 
+    # Collection must not perturb what is measured (an SSH burst on two cores slows the
+    # load's requests): the hosts' state is read before the load starts (nothing is
+    # injected between then and the inject) and after the load has stopped (the heal is
+    # long done); only one PostgreSQL query runs while the fault holds.
     def before_inject(self) -> None:
-        self._background("state-before-inject", self._states, "before-inject")
+        self._states("before-inject")
 
     def at_fault(self) -> None:
         self._background("pg-at-fault", self._activity, "pg-activity-at-fault.json")

@@ -42,9 +42,11 @@ def test_both_mutation_flavours_exist(host):
         "app.increment_counter",
         "app.record_op",
         "app.transfer",
+        "app.update_note",
         "app_v05.increment_counter",
         "app_v05.record_op",
         "app_v05.transfer",
+        "app_v05.update_note",
     }
 
 
