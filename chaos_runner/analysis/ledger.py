@@ -52,7 +52,7 @@ class LedgerStore:
             or state.settings.secret("postgresql_chaos_password"),
         )
 
-    def _connect(self, timeout_s: int = 5) -> psycopg.Connection[tuple[object, ...]]:
+    def connect(self, timeout_s: int = 5) -> psycopg.Connection[tuple[object, ...]]:
         try:
             return psycopg.connect(
                 host=self.address,
@@ -71,14 +71,14 @@ class LedgerStore:
         ids = sorted(set(op_ids))
         if not ids:
             return set()
-        with self._connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(
                 "SELECT op_id FROM core.tb_ledger WHERE op_id = ANY(%s)", (ids,)
             ).fetchall()
         return {str(r[0]) for r in rows}
 
     def counter(self, name: str) -> int:
-        with self._connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 "SELECT value FROM core.tb_counter WHERE name = %s", (name,)
             ).fetchone()
@@ -86,7 +86,7 @@ class LedgerStore:
 
     def accounts(self, group: str) -> GroupRows:
         """The group's accounts and committed transfers (one REPEATABLE READ snapshot)."""
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():
@@ -111,7 +111,7 @@ class LedgerStore:
         """How many statements naming `relation` PostgreSQL has run (pg_stat_statements,
         every user and database since its last reset): a delta counts the queries that
         reached the database."""
-        with self._connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
                 "WHERE query ~ %s AND query NOT LIKE %s",
@@ -122,7 +122,7 @@ class LedgerStore:
 
     def ping(self) -> bool:
         try:
-            with self._connect(timeout_s=2) as conn:
+            with self.connect(timeout_s=2) as conn:
                 conn.execute("SELECT 1")
             return True
         except LabNotReady:
@@ -145,7 +145,7 @@ class LedgerStore:
 
     def connect_for_sampling(self) -> psycopg.Connection[tuple[object, ...]]:
         """A short-timeout connection for the activity sampler (its own; it may be lost)."""
-        conn = self._connect(timeout_s=2)
+        conn = self.connect(timeout_s=2)
         conn.execute("SET statement_timeout = '1s'")
         return conn
 

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from chaos_runner.analysis.ledger import LedgerStore
-from chaos_runner.errors import ChaosRunnerError
+from chaos_runner.errors import ChaosRunnerError, LabNotReady
 from chaos_runner.target.lab import LabState, on_host
 
 log = logging.getLogger(__name__)
@@ -146,15 +146,11 @@ class EvidenceBundle:
 
     def _activity(self, name: str) -> None:
         try:
-            with psycopg.connect(
-                host=self.store.address, port=self.store.port, dbname=self.store.dbname,
-                user=self.store.user, password=self.store.password, connect_timeout=3,
-                autocommit=True, application_name="chaos-runner-evidence",
-            ) as conn:  # fmt: skip
+            with self.store.connect(timeout_s=3) as conn:
                 conn.execute("SET statement_timeout = '3s'")
                 row = conn.execute(ACTIVITY_SQL).fetchone()
             body: Any = row[0] if row else None
-        except psycopg.Error as exc:
+        except (psycopg.Error, LabNotReady) as exc:
             body = {"error": f"PostgreSQL could not be read: {str(exc).strip()[:300]}"}
         (self.dir / name).write_text(json.dumps(body, indent=1, default=str))
 
@@ -175,13 +171,10 @@ class EvidenceBundle:
     def _versions(self, app: dict[str, Any]) -> None:
         lines = [f"FraiseQL {app.get('version')} (Python {app.get('python')}) on {app.get('host')}"]
         try:
-            with psycopg.connect(
-                host=self.store.address, port=self.store.port, dbname=self.store.dbname,
-                user=self.store.user, password=self.store.password, connect_timeout=3,
-            ) as conn:  # fmt: skip
+            with self.store.connect(timeout_s=3) as conn:
                 row = conn.execute("SELECT version()").fetchone()
             lines.append(str(row[0]) if row else "PostgreSQL: no version")
-        except psycopg.Error as exc:
+        except (psycopg.Error, LabNotReady) as exc:
             lines.append(f"PostgreSQL: not read ({str(exc).strip()[:200]})")
         pkgs = " ".join(PACKAGES)
         for host in sorted({*self.hosts, *(h for h, _ in self.logs)}):

@@ -406,7 +406,7 @@ def test_the_group_is_read_from_postgresql_in_one_snapshot(monkeypatch):
             "core.tb_transfer": [(f"{PREFIX}-0", "a", "b", 10), (f"{PREFIX}-3", "b", None, 5)],
         }
     )
-    monkeypatch.setattr(LedgerStore, "_connect", lambda self, timeout_s=5: conn)
+    monkeypatch.setattr(LedgerStore, "connect", lambda self, timeout_s=5: conn)
     rows = LedgerStore("192.0.2.1").accounts(PREFIX)
     assert rows == GroupRows(
         PREFIX,
